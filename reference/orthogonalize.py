@@ -1,0 +1,96 @@
+"""S6 Orthogonalization: the exact polar factor and the Newton–Schulz quintic Muon uses instead.
+
+All three functions work in float64, never modify their inputs, and treat every leading
+dimension of a ``(..., m, n)`` array as a batch of independent matrices.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._checks import as_float64_array, require_int, require_positive, require_real
+
+__all__ = ["NS_COEFFICIENTS", "polar_factor", "zeropower", "ns_singular_value_map"]
+
+#: (a, b, c) of the seed's quintic p(s) = a s + b s³ + c s⁵ (nanochat/muon.py).
+NS_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
+
+
+def _coefficients(value: object) -> tuple[float, float, float]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
+        raise ValueError(f"coefficients must be a sequence of 3 finite real numbers (a, b, c); got {value!r}")
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"coefficients must be a sequence of 3 finite real numbers (a, b, c); got {value!r}")
+    a, b, c = (require_real("coefficients", v) for v in value)
+    return a, b, c
+
+
+def _mT(x: np.ndarray) -> np.ndarray:
+    return np.swapaxes(x, -1, -2)
+
+
+def polar_factor(G: object) -> np.ndarray:
+    """S6.1 The orthogonal polar factor Q = U_r V_rᵀ of each matrix G = U Σ Vᵀ in ``(..., m, n)``.
+
+    Only singular values σ > max(m, n)·eps64·σ_max (per matrix) count, so a rank-deficient G gives
+    the partial isometry Q = G (GᵀG)^{+1/2}; the zero matrix gives zeros; empty input gives an
+    empty array of the same shape. Q is the same for G and c·G for every c > 0.
+    """
+    g = as_float64_array("G", G, min_ndim=2)
+    if g.size == 0:
+        return np.zeros(g.shape)
+    m, n = g.shape[-2:]
+    u, s, vh = np.linalg.svd(g, full_matrices=False)
+    tol = max(m, n) * np.finfo(np.float64).eps * s[..., :1]
+    keep = (s > tol).astype(np.float64)
+    return (u * keep[..., None, :]) @ vh
+
+
+def _frobenius_norm(x: np.ndarray) -> np.ndarray:
+    """‖X‖_F over the last two axes (keepdims), scaled by max|X| so it cannot overflow or underflow."""
+    scale = np.max(np.abs(x), axis=(-2, -1), keepdims=True)
+    safe = np.where(scale > 0.0, scale, 1.0)
+    return scale * np.sqrt(np.sum((x / safe) ** 2, axis=(-2, -1), keepdims=True))
+
+
+def zeropower(G: object, steps: int = 5, *, coefficients: Sequence[float] = NS_COEFFICIENTS,
+              eps: float = 1e-7) -> np.ndarray:
+    """S6.2 Newton–Schulz quintic of the seed (``zeropower_via_newtonschulz5``) in float64.
+
+    X = G, transposed when m > n; X ← X / (‖X‖_F + eps) per matrix; then ``steps`` times
+    A = X Xᵀ; B = b·A + (c·A) A; X = a·X + B X; transposed back. Each singular value σ of G
+    becomes p∘…∘p(σ / (‖G‖_F + eps)) with p(s) = a s + b s³ + c s⁵ (S6.3); singular vectors are kept.
+    """
+    g = as_float64_array("G", G, min_ndim=2)
+    steps = require_int("steps", steps, minimum=0)
+    a, b, c = _coefficients(coefficients)
+    eps = require_positive("eps", eps)
+    if g.size == 0:
+        return np.zeros(g.shape)
+    transposed = g.shape[-2] > g.shape[-1]
+    # A C-contiguous copy, so a tall G and its (wide) transpose take bit-identical arithmetic.
+    x = np.ascontiguousarray(_mT(g)) if transposed else g
+    x = x / (_frobenius_norm(x) + eps)
+    for _ in range(steps):
+        A = x @ _mT(x)
+        B = b * A + (c * A) @ A
+        x = a * x + B @ x
+    return np.ascontiguousarray(_mT(x) if transposed else x)
+
+
+def ns_singular_value_map(s: object, steps: int = 5, *,
+                          coefficients: Sequence[float] = NS_COEFFICIENTS) -> np.ndarray:
+    """S6.3 The scalar map p∘…∘p (``steps`` times), p(s) = a s + b s³ + c s⁵, elementwise on ``s``.
+
+    This is what ``zeropower`` does to each normalised singular value s = σ / (‖G‖_F + eps).
+    """
+    x = as_float64_array("s", s)
+    steps = require_int("steps", steps, minimum=0)
+    a, b, c = _coefficients(coefficients)
+    for _ in range(steps):
+        x2 = x * x
+        x = x * (a + x2 * (b + c * x2))
+    return x
