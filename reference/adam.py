@@ -1,0 +1,123 @@
+"""Adam and AdamW, float64 reference (SPEC S8).
+
+State dict: ``{}`` before the first step, then ``{"step": t, "exp_avg": m, "exp_avg_sq": v}`` with
+``t`` the number of steps taken (a Python int) and ``m``, ``v`` float64 arrays shaped like the parameter.
+Bias corrections ``1 − βᵗ`` are Python float64 numbers; ε is added AFTER bias correction (textbook form,
+the one torch.optim.Adam/AdamW compute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._checks import (
+    as_float64_array,
+    require_int,
+    require_nonnegative,
+    require_positive,
+    require_same_shape,
+    require_unit_interval,
+)
+
+__all__ = ["adam", "adamw", "NANOCHAT_ADAMW"]
+
+#: The AdamW hyperparameters nanochat's ``setup_optimizers`` passes (gpt.py; weight_decay from base_train).
+NANOCHAT_ADAMW: dict[str, Any] = {"betas": (0.8, 0.95), "eps": 1e-10, "weight_decay": 0.0}
+
+_STATE_KEYS = frozenset({"step", "exp_avg", "exp_avg_sq"})
+
+
+def _check_betas(betas: object) -> tuple[float, float]:
+    if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+    b1 = require_unit_interval("betas[0]", betas[0], closed_right=False)
+    b2 = require_unit_interval("betas[1]", betas[1], closed_right=False)
+    return b1, b2
+
+
+def _check_state(state: object, param: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Validate a state dict; return (step, exp_avg, exp_avg_sq) as copies (zeros for ``{}``)."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"state must be a dict; got {type(state).__name__}")
+    if len(state) == 0:
+        return 0, np.zeros_like(param), np.zeros_like(param)
+    if set(state.keys()) != _STATE_KEYS:
+        raise ValueError(f"state must be empty or have exactly the keys {sorted(_STATE_KEYS)}; "
+                         f"got {sorted(map(str, state.keys()))}")
+    step = require_int("state['step']", state["step"], minimum=0)
+    m = as_float64_array("state['exp_avg']", state["exp_avg"])
+    v = as_float64_array("state['exp_avg_sq']", state["exp_avg_sq"])
+    require_same_shape("state['exp_avg']", m, "param", param)
+    require_same_shape("state['exp_avg_sq']", v, "param", param)
+    if np.any(v < 0.0):
+        raise ValueError("state['exp_avg_sq'] must be >= 0 elementwise")
+    return step, m, v
+
+
+def _adam_direction(grad: np.ndarray, state: Mapping, param: np.ndarray, b1: float, b2: float,
+                    eps: float) -> tuple[np.ndarray, dict]:
+    """Moment update shared by S8.1/S8.2: return (m̂/(√v̂ + ε), new state)."""
+    step, m, v = _check_state(state, param)
+    t = step + 1
+    m = np.asarray(b1 * m + (1.0 - b1) * grad)
+    with np.errstate(over="ignore"):
+        v = np.asarray(b2 * v + (1.0 - b2) * (grad * grad))
+    if not np.all(np.isfinite(v)):
+        raise ValueError("grad must satisfy |grad| < ~1.3e154 so that grad**2 (and exp_avg_sq) stays finite")
+    bc1 = 1.0 - b1**t  # Python float64 power
+    bc2 = 1.0 - b2**t
+    direction = np.asarray((m / bc1) / (np.sqrt(v / bc2) + eps))
+    return direction, {"step": t, "exp_avg": m, "exp_avg_sq": v}
+
+
+def adam(param: Any, grad: Any, state: Mapping, *, lr: float, betas: Sequence[float] = (0.9, 0.999),
+         eps: float = 1e-8, weight_decay: float = 0.0) -> tuple[np.ndarray, dict]:
+    """S8.1 Adam with optional coupled L2 weight decay (torch.optim.Adam form).
+
+    g ← g + wd·θ; m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; t ← t + 1;
+    θ ← θ − lr · (m/(1−β1ᵗ)) / (√(v/(1−β2ᵗ)) + ε).
+
+    Valid: lr >= 0, betas in [0, 1), eps > 0, weight_decay >= 0, grad shaped like param, finite inputs.
+    Returns (new param, new state); inputs are not modified.
+    """
+    lr = require_nonnegative("lr", lr)
+    b1, b2 = _check_betas(betas)
+    eps = require_positive("eps", eps)
+    wd = require_nonnegative("weight_decay", weight_decay)
+    p = as_float64_array("param", param)
+    g = as_float64_array("grad", grad)
+    require_same_shape("grad", g, "param", p)
+    if wd != 0.0:
+        g = np.asarray(g + wd * p)
+    direction, new_state = _adam_direction(g, state, p, b1, b2, eps)
+    return np.asarray(p - lr * direction), new_state
+
+
+def adamw(param: Any, grad: Any, state: Mapping, *, lr: float, betas: Sequence[float] = (0.8, 0.95),
+          eps: float = 1e-10, weight_decay: float = 0.0, lr_mul: float = 1.0,
+          wd_mul: float = 1.0) -> tuple[np.ndarray, dict]:
+    """S8.2 AdamW with decoupled weight decay and nanochat's per-parameter lr_mul / wd_mul.
+
+    η = lr·lr_mul; θ ← θ·(1 − η·wd·wd_mul) (before the moment update); m ← β1·m + (1−β1)·g;
+    v ← β2·v + (1−β2)·g²; t ← t + 1; θ ← θ − η · (m/(1−β1ᵗ)) / (√(v/(1−β2ᵗ)) + ε).
+
+    Valid: lr, weight_decay, lr_mul, wd_mul >= 0; betas in [0, 1); eps > 0; grad shaped like param.
+    Returns (new param, new state); inputs are not modified.
+    """
+    lr = require_nonnegative("lr", lr)
+    b1, b2 = _check_betas(betas)
+    eps = require_positive("eps", eps)
+    wd = require_nonnegative("weight_decay", weight_decay)
+    lr_mul = require_nonnegative("lr_mul", lr_mul)
+    wd_mul = require_nonnegative("wd_mul", wd_mul)
+    p = as_float64_array("param", param)
+    g = as_float64_array("grad", grad)
+    require_same_shape("grad", g, "param", p)
+    eta = lr * lr_mul
+    if wd != 0.0:
+        p = np.asarray(p * (1.0 - eta * wd * wd_mul))
+    direction, new_state = _adam_direction(g, state, p, b1, b2, eps)
+    return np.asarray(p - eta * direction), new_state

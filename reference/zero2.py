@@ -1,0 +1,207 @@
+"""ZeRO-2 sharded Muon and AdamW (SPEC S9), modelled rank by rank in float64.
+
+W ranks each hold a full replica of the parameters and their own gradients. One step is
+reduce-scatter(AVG) of the gradients to the owners, an optimizer step by each owner on what it owns,
+and all-gather of the updated pieces, so every rank ends with the same parameters. Each rank's
+optimizer state holds only what that rank owns. In exact arithmetic the result equals the
+single-process optimizer (S7.2 ``muon`` / S8.2 ``adamw``) stepped on the mean of the ranks' gradients.
+
+Rank states: ``rank_states[r]`` is a dict ``{param_index: optimizer_state}`` holding an entry only for
+the parameters (Muon) or non-empty row shards (AdamW) that rank ``r`` owns; ``[{}] * W`` at the start.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._checks import (
+    as_float64_array,
+    require_bool,
+    require_int,
+    require_nonnegative,
+    require_same_shape,
+    require_unit_interval,
+)
+from .adam import adamw
+from .muon import muon
+
+__all__ = ["mean_gradient", "muon_shape_groups", "muon_owner", "adamw_row_shard", "dist_muon", "dist_adamw"]
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, np.ndarray))
+
+
+def mean_gradient(rank_grads: Sequence[Any]) -> np.ndarray:
+    """S9.1 (1/W)·Σ_r g_r over the W >= 1 ranks' gradients of one parameter (sum in rank order, float64).
+
+    This is what reduce-scatter / all-reduce with ``ReduceOp.AVG`` delivers (in exact arithmetic).
+    """
+    if not _is_list(rank_grads) or len(rank_grads) == 0:
+        raise ValueError(f"rank_grads must be a non-empty list with one gradient per rank; got {rank_grads!r}")
+    first = as_float64_array("rank_grads[0]", rank_grads[0])
+    total = first.copy()
+    for r in range(1, len(rank_grads)):
+        g = as_float64_array(f"rank_grads[{r}]", rank_grads[r])
+        require_same_shape(f"rank_grads[{r}]", g, "rank_grads[0]", first)
+        total = total + g
+    return np.asarray(total / len(rank_grads))
+
+
+def _check_shape(name: str, shape: object) -> tuple[int, ...]:
+    if not _is_list(shape) or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ValueError(f"{name} must be a tuple of non-negative integers; got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+def muon_shape_groups(shapes: Sequence[Sequence[int]]) -> list[tuple[tuple[int, ...], list[int]]]:
+    """S9.2 Group parameter indices by shape, as DistMuon: groups sorted by shape (``sorted({p.shape})``,
+    lexicographic on the tuples), indices within a group in their original order."""
+    if not _is_list(shapes):
+        raise ValueError(f"shapes must be a list of shapes; got {shapes!r}")
+    checked = [_check_shape(f"shapes[{i}]", s) for i, s in enumerate(shapes)]
+    return [(s, [i for i, t in enumerate(checked) if t == s]) for s in sorted(set(checked))]
+
+
+def muon_owner(index_in_group: int, world_size: int) -> int:
+    """S9.2 The rank that owns the ``index_in_group``-th parameter of a shape group: index mod W
+    (DistMuon's block-cyclic assignment ``owner_idx = base_i + rank``, base_i a multiple of W)."""
+    index_in_group = require_int("index_in_group", index_in_group, minimum=0)
+    world_size = require_int("world_size", world_size, minimum=1)
+    return index_in_group % world_size
+
+
+def adamw_row_shard(dim0: int, world_size: int, rank: int) -> tuple[int, int]:
+    """S9.3 Rows ``[start, stop)`` of dimension 0 owned by ``rank``: chunk = ceil(dim0 / W),
+    start = min(rank·chunk, dim0), stop = min((rank+1)·chunk, dim0). Trailing ranks may own no rows.
+
+    A 0-D parameter counts as ``dim0 = 1`` (rank 0 owns it). ``dim0 >= 0``, ``W >= 1``, ``0 <= rank < W``.
+    """
+    dim0 = require_int("dim0", dim0, minimum=0)
+    world_size = require_int("world_size", world_size, minimum=1)
+    rank = require_int("rank", rank, minimum=0)
+    if rank >= world_size:
+        raise ValueError(f"rank must be < world_size ({world_size}); got {rank}")
+    chunk = math.ceil(dim0 / world_size) if dim0 else 0
+    return min(rank * chunk, dim0), min((rank + 1) * chunk, dim0)
+
+
+def _check_inputs(params: object, rank_grads: object, rank_states: object,
+                  *, ndim: int | None) -> tuple[list[np.ndarray], int]:
+    if not _is_list(params):
+        raise ValueError(f"params must be a list of arrays; got {type(params).__name__}")
+    ps = [as_float64_array(f"params[{i}]", p, ndim=ndim) for i, p in enumerate(params)]
+    if not _is_list(rank_grads) or len(rank_grads) == 0:
+        raise ValueError("rank_grads must be a non-empty list (one list of gradients per rank, W >= 1)")
+    w = len(rank_grads)
+    for r, grads in enumerate(rank_grads):
+        if not _is_list(grads) or len(grads) != len(ps):
+            raise ValueError(f"rank_grads[{r}] must be a list of {len(ps)} gradients, one per parameter")
+    if not _is_list(rank_states) or len(rank_states) != w:
+        raise ValueError(f"rank_states must be a list of {w} dicts, one per rank (len(rank_grads))")
+    for r, st in enumerate(rank_states):
+        if not isinstance(st, Mapping):
+            raise ValueError(f"rank_states[{r}] must be a dict {{param_index: state}}; got {type(st).__name__}")
+    return ps, w
+
+
+def _check_owned(rank_states: Sequence[Mapping], owned: list[set[int]]) -> None:
+    for r, st in enumerate(rank_states):
+        extra = set(st) - owned[r]
+        if extra:
+            raise ValueError(f"rank_states[{r}] must hold state only for parameters rank {r} owns "
+                             f"{sorted(owned[r])}; got keys {sorted(extra, key=repr)}")
+
+
+def _rank_mean(rank_grads: Sequence[Sequence[Any]], i: int, shape: tuple[int, ...]) -> np.ndarray:
+    gs = [as_float64_array(f"rank_grads[{r}][{i}]", rank_grads[r][i]) for r in range(len(rank_grads))]
+    for r, g in enumerate(gs):
+        require_same_shape(f"rank_grads[{r}][{i}]", g, f"params[{i}]", shape)
+    return mean_gradient(gs)
+
+
+def dist_muon(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_states: Sequence[Mapping],
+              *, lr: float, momentum: float = 0.95, nesterov: bool = True,
+              ns_steps: int = 5) -> tuple[list[np.ndarray], list[dict]]:
+    """S9.4 One DistMuon step on W = len(rank_grads) ranks.
+
+    Parameters must be 2-D (the seed asserts ``p.ndim == 2``). Ownership: within each shape group of
+    S9.2, the j-th parameter belongs to rank j mod W; the owner applies S7.2 ``muon`` to the mean
+    gradient (S9.1) with its momentum buffer; the all-gather gives every rank the owner's result.
+    Returns (params held by every rank, rank_states) with ``rank_states[r] = {i: {"momentum_buffer": …}}``
+    for exactly the parameters rank r owns (after the first step). Any number of parameters and any W >= 1.
+    """
+    ps, w = _check_inputs(params, rank_grads, rank_states, ndim=2)
+    lr = require_nonnegative("lr", lr)
+    momentum = require_unit_interval("momentum", momentum, closed_right=False)
+    nesterov = require_bool("nesterov", nesterov)
+    ns_steps = require_int("ns_steps", ns_steps, minimum=0)
+    owned: list[set[int]] = [set() for _ in range(w)]
+    for _, idxs in muon_shape_groups([p.shape for p in ps]):
+        for j, i in enumerate(idxs):
+            owned[muon_owner(j, w)].add(i)
+    _check_owned(rank_states, owned)
+
+    pieces: dict[int, np.ndarray] = {}  # what each owner contributes to the all-gather
+    new_states: list[dict] = [dict(st) for st in rank_states]
+    for r in range(w):  # each rank updates only what it owns
+        for i in sorted(owned[r]):
+            g = _rank_mean(rank_grads, i, ps[i].shape)  # reduce-scatter(AVG) output on the owner
+            pieces[i], new_states[r][i] = muon(ps[i], g, rank_states[r].get(i, {}), lr=lr, momentum=momentum,
+                                               nesterov=nesterov, ns_steps=ns_steps)
+    return [pieces[i] for i in range(len(ps))], new_states  # all-gather
+
+
+def dist_adamw(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_states: Sequence[Mapping],
+               *, lr: float, betas: Sequence[float] = (0.8, 0.95), eps: float = 1e-10, weight_decay: float = 0.0,
+               lr_muls: Sequence[float] | None = None,
+               wd_muls: Sequence[float] | None = None) -> tuple[list[np.ndarray], list[dict]]:
+    """S9.5 One DistAdamW step on W = len(rank_grads) ranks.
+
+    Rank r owns rows ``adamw_row_shard(dim0, W, r)`` of every parameter (0-D parameters: dim0 = 1, the
+    whole scalar belongs to rank 0). It applies S8.2 ``adamw`` (lr·lr_muls[i], weight_decay·wd_muls[i]) to
+    those rows of the parameter and of the mean gradient; the all-gather concatenates the shards in rank
+    order. ``rank_states[r] = {i: {"step", "exp_avg", "exp_avg_sq"}}`` holds the owned rows only, and only
+    for parameters where rank r owns at least one row. dim0 need not be divisible by W; dim0 < W allowed.
+    """
+    ps, w = _check_inputs(params, rank_grads, rank_states, ndim=None)
+    lr_muls = _check_muls("lr_muls", lr_muls, len(ps))
+    wd_muls = _check_muls("wd_muls", wd_muls, len(ps))
+    # validate the hyperparameters once even when no rank owns anything
+    adamw(np.zeros(()), np.zeros(()), {}, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    shards = [[adamw_row_shard(p.shape[0] if p.ndim else 1, w, r) for r in range(w)] for p in ps]
+    owned = [{i for i in range(len(ps)) if shards[i][r][1] > shards[i][r][0]} for r in range(w)]
+    _check_owned(rank_states, owned)
+
+    pieces: list[list[np.ndarray]] = [[] for _ in ps]
+    new_states: list[dict] = [dict(st) for st in rank_states]
+    for r in range(w):
+        for i in sorted(owned[r]):
+            start, stop = shards[i][r]
+            g = _rank_mean(rank_grads, i, ps[i].shape)
+            p_rows, g_rows = (ps[i], g) if ps[i].ndim == 0 else (ps[i][start:stop], g[start:stop])
+            new_rows, new_states[r][i] = adamw(p_rows, g_rows, rank_states[r].get(i, {}), lr=lr, betas=betas,
+                                               eps=eps, weight_decay=weight_decay, lr_mul=lr_muls[i],
+                                               wd_mul=wd_muls[i])
+            pieces[i].append(new_rows)
+    out = []
+    for i, p in enumerate(ps):  # all-gather: concatenate the owners' rows in rank order
+        if p.ndim == 0 or p.shape[0] == 0:
+            out.append(pieces[i][0] if pieces[i] else p.copy())
+        else:
+            out.append(np.concatenate(pieces[i], axis=0))
+    return out, new_states
+
+
+def _check_muls(name: str, muls: Sequence[float] | None, n: int) -> list[float]:
+    if muls is None:
+        return [1.0] * n
+    if not _is_list(muls) or len(muls) != n:
+        raise ValueError(f"{name} must be None or a list of {n} numbers, one per parameter; got {muls!r}")
+    return [require_nonnegative(f"{name}[{i}]", m) for i, m in enumerate(muls)]
