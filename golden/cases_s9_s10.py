@@ -1,0 +1,254 @@
+"""Golden cases for S9 (ZeRO-2 DistMuon / DistAdamW) and S10 (nanochat setup and training step)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optconform.golden._case import Case, gaussian, low_rank, seeded
+from optconform.reference import nanochat, schedules, zero2
+
+T = 20  # distributed trajectory length (>= 20)
+WORLD_SIZES = (1, 2, 3, 4)
+
+
+# ------------------------------------------------------------------------------------------------ S9
+
+
+def _stack_states(history: list[list[dict]], world: int) -> dict[str, np.ndarray]:
+    """{"state.r<r>.<i>.<key>": (T, ...)} from per-step rank states."""
+    out: dict[str, list] = {}
+    for step_states in history:
+        for r in range(world):
+            for i, st in step_states[r].items():
+                for k, v in st.items():
+                    out.setdefault(f"state.r{r}.{i}.{k}", []).append(np.asarray(v))
+    if any(len(v) != len(history) for v in out.values()):
+        raise AssertionError("a rank's state appeared part way through the trajectory")
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def _dist_run(fn, params0: list[np.ndarray], grads: list[np.ndarray], fixed: dict, per_step: dict, world: int):
+    params = list(params0)
+    rank_states: list[dict] = [{} for _ in range(world)]
+    hist_p, hist_s = [], []
+    for t in range(T):
+        rank_grads = [[g[t, r] for g in grads] for r in range(world)]
+        kw = {k: float(v[t]) for k, v in per_step.items()}
+        params, rank_states = fn(params, rank_grads, rank_states, **fixed, **kw)
+        hist_p.append(params)
+        hist_s.append(rank_states)
+    outs = {f"param.{i}": np.stack([h[i] for h in hist_p]) for i in range(len(params0))}
+    outs.update(_stack_states(hist_s, world))
+    return outs
+
+
+def _dist_replay(n: int, per_step: list[str], fields: list[str]) -> dict:
+    return {"param0": [f"param0.{i}" for i in range(n)], "grads": [f"grads.{i}" for i in range(n)],
+            "grads_layout": "(steps, world_size, *param_shape)", "per_step": per_step,
+            "expected_param": [f"param.{i}" for i in range(n)],
+            "expected_state": "state.r<rank>.<param_index>.<" + "|".join(fields) + ">"}
+
+
+def _dist_muon_case(world: int) -> Case:
+    shapes = [(2, 8), (8, 2), (2, 8), (2, 8), (3, 3), (2, 8), (8, 2)]
+    cid = f"zero2.dist_muon.w{world}_7params_3shapes"
+    seed, rng = seeded(cid)
+    params0 = [0.1 * gaussian(rng, *s) for s in shapes]
+    grads = [gaussian(rng, T, world, *s) for s in shapes]
+    grads[1][:, :, 0] = 0.0  # a zero row on every rank
+    grads[4][6] = 0.0  # the 3×3 parameter gets a zero gradient on every rank at step 6
+    grads[2][:, 0] = np.stack([low_rank(rng, 2, 8, 1) for _ in range(T)])  # rank 0's grads of param 2: rank 1
+    lr = 0.02 * np.array([schedules.lr_multiplier(t, num_iterations=T - 1, warmdown_ratio=0.3) for t in range(T)])
+    mom = np.array([schedules.muon_momentum(t, ramp_steps=10) for t in range(T)])
+    outs = _dist_run(zero2.dist_muon, params0, grads, {"nesterov": True, "ns_steps": 5},
+                     {"lr": lr, "momentum": mom}, world)
+    groups = zero2.muon_shape_groups(shapes)
+    owners = [0] * len(shapes)
+    for _, idxs in groups:
+        for j, i in enumerate(idxs):
+            owners[i] = zero2.muon_owner(j, world)
+    ins = {f"param0.{i}": p for i, p in enumerate(params0)}
+    ins.update({f"grads.{i}": g for i, g in enumerate(grads)})
+    ins.update(lr=lr, momentum=mom)
+    return Case(cid, "S9.4", "zero2.dist_muon", f"W={world}; group sizes 4, 2, 1 (not divisible by W)",
+                "per-rank grads; params identical on all ranks; state.r<r>.<i> only for owned params",
+                {"nesterov": True, "ns_steps": 5}, ins, outs, seed=seed, steps=T, world_size=world,
+                layout="dist_trajectory", tolerance_class="linalg",
+                extra={"shapes": [list(s) for s in shapes], "owners": owners,
+                       "replay": _dist_replay(len(shapes), ["lr", "momentum"], ["momentum_buffer"])})
+
+
+def _dist_adamw_case(world: int) -> Case:
+    shapes = [(7, 3), (2, 5), (13,), (), (4, 2, 2), (9, 4)]
+    cid = f"zero2.dist_adamw.w{world}_dim0_7_2_13_scalar"
+    seed, rng = seeded(cid)
+    params0 = [gaussian(rng, *s) for s in shapes]
+    grads = [gaussian(rng, T, world, *s) + 0.2 for s in shapes]
+    grads[2] *= 1e-10  # the 1-D parameter's gradient is comparable to eps = 1e-10
+    grads[5][4] = 0.0  # a zero-gradient step for one parameter on every rank
+    grads[0][:, :, 3] = 0.0  # a zero row
+    lr = 0.004 * np.array([schedules.lr_multiplier(t, num_iterations=T - 1, warmup_ratio=0.1, warmdown_ratio=0.2)
+                           for t in range(T)])
+    hyper = {"betas": [0.8, 0.95], "eps": 1e-10, "weight_decay": 0.05,
+             "lr_muls": [1.0, 0.5, 1.0, 2.0, 1.0, 1.0], "wd_muls": [1.0, 0.0, 1.0, 1.0, 0.5, 1.0]}
+    outs = _dist_run(zero2.dist_adamw, params0, grads, hyper, {"lr": lr}, world)
+    shards = [[list(zero2.adamw_row_shard(s[0] if s else 1, world, r)) for r in range(world)] for s in shapes]
+    ins = {f"param0.{i}": p for i, p in enumerate(params0)}
+    ins.update({f"grads.{i}": g for i, g in enumerate(grads)})
+    ins["lr"] = lr
+    return Case(cid, "S9.5", "zero2.dist_adamw",
+                f"W={world}; dim0 not divisible by W, dim0 < W, 1-D with |g|~1e-10, 0-D, 3-D",
+                "per-rank grads; state.r<r>.<i>.* holds rows extra.shards[i][r] of the moments",
+                hyper, ins, outs, seed=seed, steps=T, world_size=world, layout="dist_trajectory",
+                extra={"shapes": [list(s) for s in shapes], "shards": shards,
+                       "replay": _dist_replay(len(shapes), ["lr"], ["step", "exp_avg", "exp_avg_sq"])})
+
+
+def zero2_cases() -> list[Case]:
+    cases = []
+    for w in WORLD_SIZES:
+        cid = f"zero2.mean_gradient.w{w}"
+        seed, rng = seeded(cid)
+        rg = gaussian(rng, w, 5, 7) * np.array([1.0, 1e-10, 1e10, 3.0])[:w, None, None]
+        cases.append(Case(cid, "S9.1", "zero2.mean_gradient", f"W={w}, rank scales 1, 1e-10, 1e10, 3",
+                          "rank_grads[r] = gradient of rank r", {}, {"rank_grads": rg},
+                          {"mean": zero2.mean_gradient(list(rg))}, seed=seed, world_size=w))
+    shapes = [[8, 16], [16, 8], [8, 16], [4, 4], [8, 16], [2, 3, 4], [16, 8], [8, 16], [4, 4], [8, 16]]
+    groups = zero2.muon_shape_groups([tuple(s) for s in shapes])
+    group_of = np.zeros(len(shapes), dtype=np.int64)
+    index_in = np.zeros(len(shapes), dtype=np.int64)
+    for gi, (_, idxs) in enumerate(groups):
+        for j, i in enumerate(idxs):
+            group_of[i], index_in[i] = gi, j
+    outs = {"group_of": group_of, "index_in_group": index_in}
+    for w in WORLD_SIZES:
+        outs[f"owner.w{w}"] = np.array([zero2.muon_owner(int(j), w) for j in index_in])
+    cases.append(Case("zero2.muon_shape_groups.table", "S9.2", "zero2.muon_shape_groups",
+                      "10 params, 4 shapes, one 3-D", "group g = groups[g] in sorted-shape order; owner.w<W>[i] = "
+                      "muon_owner(index_in_group[i], W)", {"shapes": shapes}, {}, outs, layout="table",
+                      extra={"group_shapes": [list(s) for s, _ in groups]}))
+    rows = [(d, w, r) for d in (0, 1, 2, 3, 4, 5, 7, 8, 9, 13, 50257) for w in WORLD_SIZES for r in range(w)]
+    d0, ws, rk = (np.array(c) for c in zip(*rows, strict=True))
+    se = np.array([zero2.adamw_row_shard(int(d), int(w), int(r)) for d, w, r in rows])
+    cases.append(Case("zero2.adamw_row_shard.table", "S9.3", "zero2.adamw_row_shard",
+                      "dim0 0..13 and 50257 (nanochat #320), W 1..4, every rank",
+                      "row i: adamw_row_shard(dim0[i], world_size[i], rank[i]) = (start[i], stop[i])", {},
+                      {"dim0": d0, "world_size": ws, "rank": rk}, {"start": se[:, 0], "stop": se[:, 1]},
+                      layout="table"))
+    cases += [_dist_muon_case(w) for w in WORLD_SIZES]
+    cases += [_dist_adamw_case(w) for w in WORLD_SIZES]
+    return cases
+
+
+# ----------------------------------------------------------------------------------------------- S10
+
+
+#: A toy nanochat model (depth 1, model_dim 4, vocab 8): names sorted, so JSON key order = input order.
+TOY_SHAPES: dict[str, tuple[int, ...]] = {
+    "lm_head.weight": (8, 4),
+    "transformer.h.0.attn.c_q.weight": (4, 4),
+    "transformer.h.0.mlp.c_fc.weight": (16, 4),
+    "transformer.h.0.mlp.c_proj.weight": (4, 16),
+    "transformer.wte.weight": (8, 4),
+}
+_SCHED = {"num_iterations": T - 1, "warmup_ratio": 0.1, "warmdown_ratio": 0.3, "final_lr_frac": 0.0}
+
+
+def _group_arrays(groups: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    a, m = groups["adamw"], groups["muon"]
+    return {f"{prefix}adamw.lr": np.array([g["lr"] for g in a]),
+            f"{prefix}adamw.initial_lr": np.array([g["initial_lr"] for g in a]),
+            f"{prefix}adamw.betas": np.array([list(g["betas"]) for g in a]),
+            f"{prefix}adamw.eps": np.array([g["eps"] for g in a]),
+            f"{prefix}adamw.weight_decay": np.array([g["weight_decay"] for g in a]),
+            f"{prefix}muon.lr": np.array([g["lr"] for g in m]),
+            f"{prefix}muon.initial_lr": np.array([g["initial_lr"] for g in m]),
+            f"{prefix}muon.momentum": np.array([g["momentum"] for g in m]),
+            f"{prefix}muon.nesterov": np.array([g["nesterov"] for g in m]),
+            f"{prefix}muon.ns_steps": np.array([g["ns_steps"] for g in m])}
+
+
+def _group_of(groups: dict, names: list[str]) -> np.ndarray:
+    """0 = adamw[0] (lm_head), 1 = adamw[1] (wte), 2 = muon[0]."""
+    flat = [set(g["names"]) for g in groups["adamw"]] + [set(g["names"]) for g in groups["muon"]]
+    return np.array([next(k for k, s in enumerate(flat) if n in s) for n in names])
+
+
+def _train_case(tag: str, grad_clip: float, k_micro: int, scales: np.ndarray) -> Case:
+    cid = f"nanochat.train_step.{tag}"
+    seed, rng = seeded(cid)
+    names = list(TOY_SHAPES)
+    groups = nanochat.nanochat_param_groups(TOY_SHAPES, model_dim=4)
+    params = {n: 0.5 * gaussian(rng, *s) for n, s in TOY_SHAPES.items()}
+    micro = {n: gaussian(rng, T, k_micro, *s) * scales.reshape((T, 1) + (1,) * len(s)) / 16.0
+             for n, s in TOY_SHAPES.items()}
+    micro["transformer.h.0.attn.c_q.weight"][4] = 0.0  # one matrix has a zero gradient at step 4
+    ins = {f"param0.{n}": p for n, p in params.items()}
+    ins.update({f"micro_grads.{n}": g for n, g in micro.items()})
+    ins["it"] = np.arange(T)
+    states: dict = {}
+    hist: dict[str, list] = {}
+    for t in range(T):
+        mg = [{n: micro[n][t, k] for n in names} for k in range(k_micro)]
+        params, states, info = nanochat.train_step(params, mg, states, groups, it=t, grad_clip=grad_clip, **_SCHED)
+        rec = {f"param.{n}": params[n] for n in names}
+        rec.update({f"state.{n}.{k}": np.asarray(v) for n in names for k, v in states[n].items()})
+        rec["info.grad_norm"] = np.float64(np.nan if info["grad_norm"] is None else info["grad_norm"])
+        rec["info.lr_multiplier"] = np.float64(info["lr_multiplier"])
+        rec["info.muon_momentum"] = np.float64(info["muon_momentum"])
+        rec["info.adamw_lr"] = np.array([g["lr"] for g in info["groups"]["adamw"]])
+        rec["info.muon_lr"] = np.array([g["lr"] for g in info["groups"]["muon"]])
+        for key, v in rec.items():
+            hist.setdefault(key, []).append(v)
+    outs = {k: np.stack(v) for k, v in hist.items()}
+    if grad_clip == 0.0:
+        del outs["info.grad_norm"]  # not computed when clipping is off (info["grad_norm"] is None)
+    return Case(cid, "S10.4", "nanochat.train_step", tag,
+                "toy model (extra.names); micro_grads.<name>[t, k]; step t uses it = t; group_of: 0 = adamw[0], "
+                "1 = adamw[1], 2 = muon[0]",
+                {"groups": groups, "grad_clip": grad_clip, **_SCHED}, ins, {**outs, "group_of":
+                                                                             _group_of(groups, names)},
+                seed=seed, steps=T, layout="trajectory", tolerance_class="linalg",
+                extra={"names": names, "micro_steps": k_micro,
+                       "replay": {"param0": [f"param0.{n}" for n in names],
+                                  "grads": [f"micro_grads.{n}" for n in names],
+                                  "grads_layout": "(steps, micro_steps, *param_shape)", "per_step": ["it"],
+                                  "expected_param": [f"param.{n}" for n in names],
+                                  "expected_state": "state.<name>.<step|exp_avg|exp_avg_sq|momentum_buffer>"}})
+
+
+def nanochat_cases() -> list[Case]:
+    dims = np.array([1, 4, 64, 384, 768, 1024, 1280, 2048, 3072])
+    cases = [Case("nanochat.dmodel_lr_scale.table", "S10.1", "nanochat.dmodel_lr_scale", "model_dim 1 .. 3072",
+                  "value[i] = dmodel_lr_scale(model_dim[i])", {}, {"model_dim": dims},
+                  {"value": np.array([nanochat.dmodel_lr_scale(int(d)) for d in dims])}, layout="table")]
+    for tag, kw in (("toy_model_dim4_defaults", {"model_dim": 4}),
+                    ("model_dim768_custom_lrs_wd0.1", {"model_dim": 768, "unembedding_lr": 0.008,
+                                                       "embedding_lr": 0.3, "matrix_lr": 0.05,
+                                                       "weight_decay": 0.1})):
+        groups = nanochat.nanochat_param_groups(TOY_SHAPES, **kw)
+        names = list(TOY_SHAPES)
+        cases.append(Case(f"nanochat.nanochat_param_groups.{tag}", "S10.2", "nanochat.nanochat_param_groups", tag,
+                          "group_of[i] for extra.names[i]: 0 = adamw[0] (unembedding), 1 = adamw[1] (embedding), "
+                          "2 = muon[0]; <kind>.<field>[j] = groups[kind][j][field]",
+                          {"shapes": {n: list(s) for n, s in TOY_SHAPES.items()}, **kw}, {},
+                          {"group_of": _group_of(groups, names), **_group_arrays(groups)}, layout="call",
+                          extra={"names": names}))
+    groups = nanochat.nanochat_param_groups(TOY_SHAPES, model_dim=4)
+    for tag, its, sched in (("n20_warmup0.1_warmdown0.3_final0.05", list(range(21)),
+                             {"num_iterations": 20, "warmup_ratio": 0.1, "warmdown_ratio": 0.3, "final_lr_frac": 0.05}),
+                            ("n1000_momentum_ramp_edges", [0, 1, 150, 299, 300, 301, 799, 800, 801, 1000],
+                             {"num_iterations": 1000, "warmup_ratio": 0.0, "warmdown_ratio": 0.2,
+                              "final_lr_frac": 0.0})):
+        rows = [nanochat.apply_schedules(groups, it, **sched) for it in its]
+        outs = {"adamw.lr": np.stack([[g["lr"] for g in r["adamw"]] for r in rows]),
+                "muon.lr": np.stack([[g["lr"] for g in r["muon"]] for r in rows]),
+                "muon.momentum": np.stack([[g["momentum"] for g in r["muon"]] for r in rows])}
+        cases.append(Case(f"nanochat.apply_schedules.{tag}", "S10.3", "nanochat.apply_schedules", tag,
+                          "row i: apply_schedules(groups, it[i], ...); <kind>.lr[i, j] = new groups[kind][j]['lr']",
+                          {"groups": groups, **sched}, {"it": np.array(its)}, outs, layout="table"))
+    # per-step gradient scales chosen so the clipped total norm crosses max_norm = 1 both ways
+    scales = np.array([0.2, 3.0, 1.0, 0.5, 2.0] * 4)
+    cases.append(_train_case("toy_clip1_k2", 1.0, 2, scales))
+    cases.append(_train_case("toy_clip0_off_k3", 0.0, 3, scales))
+    return cases
