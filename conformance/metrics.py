@@ -1,0 +1,104 @@
+"""Error metrics for comparing an implementation's output with the reference (float64, torch-free).
+
+Every comparison in the project reports these numbers: relative Frobenius error, max abs error,
+and, for orthogonalizers, the singular-value range of the output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_float64(x) -> np.ndarray:
+    """Convert a NumPy array, a torch tensor (any dtype/device) or a scalar to a float64 ndarray."""
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
+        x = x.detach().to("cpu").double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def rel_fro_error(actual, expected) -> float:
+    """‖actual − expected‖_F / ‖expected‖_F, over the whole array (batched inputs included).
+
+    When ``expected`` is exactly zero the absolute error ‖actual‖_F is returned, so a
+    zero expectation is never divided by.
+    """
+    a, e = to_float64(actual), to_float64(expected)
+    if a.shape != e.shape:
+        raise ValueError(f"actual must have the shape of expected {e.shape}; got {a.shape}")
+    num = float(np.linalg.norm((a - e).ravel()))
+    den = float(np.linalg.norm(e.ravel()))
+    return num / den if den > 0.0 else num
+
+
+def max_abs_error(actual, expected) -> float:
+    """max |actual − expected| over all elements (0.0 for empty arrays)."""
+    a, e = to_float64(actual), to_float64(expected)
+    if a.shape != e.shape:
+        raise ValueError(f"actual must have the shape of expected {e.shape}; got {a.shape}")
+    return float(np.max(np.abs(a - e))) if a.size else 0.0
+
+
+def singular_value_range(x) -> tuple[float, float]:
+    """(smallest, largest) singular value over every matrix of a (..., m, n) array."""
+    s = np.linalg.svd(to_float64(x), compute_uv=False)
+    return float(s.min()), float(s.max())
+
+
+# --- Newton–Schulz: error measured in the subspace the iteration acts on (tolerances.py, NS section) ---
+
+
+def ns_subspace_errors(actual, expected, G, *, threshold: float = 1e-3, eps: float = 1e-7) -> dict[str, float]:
+    """Errors of a Newton–Schulz output ``actual`` against the float64 ``expected`` = NS(G), restricted to
+    the directions NS acts on (policy: conformance.tolerances, NS section).
+
+    Per matrix of a ``(..., m, n)`` batch: G = U diag(σ) Vᵀ (float64 SVD of G/max|G|, so any finite
+    magnitude works), ŝᵢ = σᵢ / (‖G‖_F + eps) the normalised singular values, S = {i : ŝᵢ >= threshold},
+    E = Y − R with Y = actual, R = expected. Returned (worst over the batch):
+
+    * ``direction``: max over i in S of |uᵢᵀ E vᵢ| (the per-direction response error);
+    * ``subspace``: ‖U_Sᵀ E V_S‖_F / ‖U_Sᵀ R V_S‖_F (relative error inside the acted-on subspace);
+    * ``acted``: sqrt(‖U_Sᵀ E‖²_F + ‖E V_S‖²_F − ‖U_Sᵀ E V_S‖²_F) / ‖U_Sᵀ R V_S‖_F, every part of E that
+      touches S on either side (only the near-null -> near-null block is left out);
+    * ``whole``: ‖E‖_F / ‖R‖_F (reported; not bounded, it is O(1) for correct bf16 code on low-rank G);
+    * ``spectral_max``: the largest singular value of Y;
+    * ``n_directions``: the smallest |S| over the batch (0: nothing measured, e.g. G = 0).
+    """
+    y, r, g = to_float64(actual), to_float64(expected), to_float64(G)
+    if y.shape != g.shape or r.shape != g.shape:
+        raise ValueError(f"actual and expected must have the shape of G {g.shape}; got {y.shape}, {r.shape}")
+    if g.ndim < 2:
+        raise ValueError(f"G must have at least 2 dimensions; got shape {g.shape}")
+    if not (np.all(np.isfinite(g)) and np.all(np.isfinite(r))):
+        raise ValueError("G and expected must be finite")
+    m, n = g.shape[-2:]
+    out = dict(direction=0.0, subspace=0.0, acted=0.0, whole=0.0, spectral_max=0.0,
+               n_directions=float(min(m, n)))
+    for yi, ri, gi in zip(y.reshape(-1, m, n), r.reshape(-1, m, n), g.reshape(-1, m, n), strict=True):
+        if not np.all(np.isfinite(yi)):
+            out.update(direction=np.inf, subspace=np.inf, acted=np.inf, whole=np.inf, spectral_max=np.inf)
+            continue
+        err = yi - ri
+        if yi.size:
+            out["spectral_max"] = max(out["spectral_max"], float(np.linalg.norm(yi, 2)))
+        den_whole = float(np.linalg.norm(ri))
+        out["whole"] = max(out["whole"], float(np.linalg.norm(err)) / den_whole if den_whole else
+                           float(np.linalg.norm(err)))
+        scale = float(np.max(np.abs(gi))) if gi.size else 0.0
+        if scale == 0.0:
+            out["n_directions"] = 0.0
+            continue
+        gn = gi / scale
+        u, sig, vh = np.linalg.svd(gn, full_matrices=False)
+        keep = sig / (np.linalg.norm(gn) + eps / scale) >= threshold
+        out["n_directions"] = min(out["n_directions"], float(keep.sum()))
+        if not keep.any():
+            continue
+        us, vs = u[:, keep], vh[keep].T
+        den = float(np.linalg.norm(us.T @ ri @ vs))
+        left, right = us.T @ err, err @ vs
+        both = left @ vs
+        acted2 = float(np.sum(left**2) + np.sum(right**2) - np.sum(both**2))
+        out["direction"] = max(out["direction"], float(np.max(np.abs(np.diag(both)))))
+        out["subspace"] = max(out["subspace"], float(np.linalg.norm(both)) / den)
+        out["acted"] = max(out["acted"], float(np.sqrt(max(acted2, 0.0))) / den)
+    return out

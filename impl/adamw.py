@@ -1,0 +1,179 @@
+"""AdamW (S8.2) in torch: a functional kernel under a thin ``torch.optim.Optimizer``.
+
+Per parameter, with ``lr_eff = lr · lr_mul`` and ``t`` the step count after the increment::
+
+    θ ← θ · (1 − lr_eff · weight_decay · wd_mul)          decoupled decay, before the moments
+    m ← β1·m + (1 − β1)·g
+    v ← β2·v + (1 − β2)·g²
+    θ ← θ − lr_eff · m̂ / (√v̂ + ε),   m̂ = m / (1 − β1ᵗ),  v̂ = v / (1 − β2ᵗ)
+
+ε is added *after* bias correction (the textbook form, and torch.optim.AdamW's). The bias corrections
+``1 − βᵗ`` are computed from the Python integer ``t`` in float64, never from a float32 or int64 tensor
+(the seed's DistAdamW computes ``beta ** t`` on an int64 tensor, i.e. in float32). Tensor arithmetic
+runs in the parameters' dtype, with ``torch._foreach_*`` ops over parameters sharing a (device, dtype).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from optconform.reference._checks import (
+    require_int,
+    require_nonnegative,
+    require_positive,
+    require_unit_interval,
+)
+
+__all__ = ["adamw", "AdamW", "check_adamw_hyperparameters"]
+
+
+def check_adamw_hyperparameters(*, lr: object, beta1: object, beta2: object, eps: object,
+                                weight_decay: object, beta_names: tuple[str, str] = ("beta1", "beta2")
+                                ) -> tuple[float, float, float, float, float]:
+    """Validate AdamW hyperparameters (S1.3): lr >= 0, betas in [0, 1), eps > 0, weight_decay >= 0.
+
+    Returns them as Python floats. ``lr == 0`` is allowed: a schedule may end at zero (S4.5).
+    """
+    lr_ = require_nonnegative("lr", lr)
+    b1 = require_unit_interval(beta_names[0], beta1, closed_right=False)
+    b2 = require_unit_interval(beta_names[1], beta2, closed_right=False)
+    eps_ = require_positive("eps", eps)
+    wd = require_nonnegative("weight_decay", weight_decay)
+    return lr_, b1, b2, eps_, wd
+
+
+def _check_tensors(params: Sequence[torch.Tensor], others: dict[str, Sequence[torch.Tensor]]) -> None:
+    n = len(params)
+    for name, seq in others.items():
+        if len(seq) != n:
+            raise ValueError(f"{name} must have one entry per parameter ({n}); got {len(seq)}")
+    for i, p in enumerate(params):
+        if not p.is_floating_point():
+            raise ValueError(f"params[{i}] must be a floating-point tensor; got dtype {p.dtype}")
+        for name, seq in others.items():
+            t = seq[i]
+            if not isinstance(t, torch.Tensor):
+                raise ValueError(f"{name}[{i}] must be a tensor; got {type(t).__name__}")
+            if t.is_sparse:
+                raise ValueError(f"{name}[{i}] must be dense; sparse gradients are not supported")
+            if t.shape != p.shape:
+                raise ValueError(f"{name}[{i}] must have the shape of params[{i}] {tuple(p.shape)}; "
+                                 f"got {tuple(t.shape)}")
+            if t.device != p.device:
+                raise ValueError(f"{name}[{i}] must be on the device of params[{i}] ({p.device}); "
+                                 f"got {t.device}")
+            if name != "grads" and t.dtype != p.dtype:
+                raise ValueError(f"{name}[{i}] must have the dtype of params[{i}] ({p.dtype}); got {t.dtype}")
+
+
+@torch.no_grad()
+def adamw(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avgs: Sequence[torch.Tensor],
+          exp_avg_sqs: Sequence[torch.Tensor], steps: Sequence[int], *, lr: float, beta1: float, beta2: float,
+          eps: float, weight_decay: float, lr_muls: Sequence[float], wd_muls: Sequence[float]) -> None:
+    """One AdamW step (S8.2) on every parameter, in place on ``params``, ``exp_avgs``, ``exp_avg_sqs``.
+
+    ``steps[i]`` is parameter i's step count *after* the increment (1 on its first step). ``grads`` are
+    read, never written; a gradient of another floating dtype is cast to the parameter's dtype first.
+    ``lr_muls``/``wd_muls`` are the per-parameter multipliers of the seed (``p.lr_mul``, ``p.wd_mul``).
+    Raises ValueError on invalid hyperparameters or mismatched lengths, shapes, devices or dtypes.
+    """
+    lr, beta1, beta2, eps, weight_decay = check_adamw_hyperparameters(
+        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+    _check_tensors(params, {"grads": grads, "exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs})
+    n = len(params)
+    for name, seq in (("steps", steps), ("lr_muls", lr_muls), ("wd_muls", wd_muls)):
+        if len(seq) != n:
+            raise ValueError(f"{name} must have one entry per parameter ({n}); got {len(seq)}")
+    steps_ = [require_int(f"steps[{i}]", t, minimum=1) for i, t in enumerate(steps)]
+    lr_effs = [lr * require_nonnegative(f"lr_muls[{i}]", m) for i, m in enumerate(lr_muls)]
+    wd_muls_ = [require_nonnegative(f"wd_muls[{i}]", m) for i, m in enumerate(wd_muls)]
+
+    buckets: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
+    for i, p in enumerate(params):
+        buckets[(p.device, p.dtype)].append(i)
+
+    for (_, dtype), idx in buckets.items():
+        ps = [params[i] for i in idx]
+        gs = [grads[i] if grads[i].dtype == dtype else grads[i].to(dtype) for i in idx]
+        ms = [exp_avgs[i] for i in idx]
+        vs = [exp_avg_sqs[i] for i in idx]
+        if weight_decay != 0.0:
+            torch._foreach_mul_(ps, [1.0 - lr_effs[i] * weight_decay * wd_muls_[i] for i in idx])
+        torch._foreach_lerp_(ms, gs, 1.0 - beta1)                      # m ← m + (1−β1)(g − m)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, gs, gs, 1.0 - beta2)               # v ← β2 v + (1−β2) g²
+        # float64 bias corrections from the integer step count
+        bc1 = [1.0 - beta1 ** steps_[i] for i in idx]
+        bc2_sqrt = [math.sqrt(1.0 - beta2 ** steps_[i]) for i in idx]
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, bc2_sqrt)
+        torch._foreach_add_(denom, eps)                                # √v̂ + ε, ε after bias correction
+        torch._foreach_addcdiv_(ps, ms, denom, [-lr_effs[i] / b for i, b in zip(idx, bc1, strict=True)])
+
+
+class AdamW(torch.optim.Optimizer):
+    """AdamW (S8.2) with the seed's per-parameter ``p.lr_mul`` / ``p.wd_mul`` attributes (default 1.0).
+
+    Defaults are nanochat's: betas (0.8, 0.95), eps 1e-10, weight_decay 0. State per parameter:
+    ``step`` (a float32 CPU scalar tensor, as torch.optim stores it, so state dicts interchange; its
+    integer value drives the float64 bias correction), ``exp_avg``, ``exp_avg_sq``. A parameter whose
+    ``grad`` is None is skipped for that step, state and step count untouched, as torch.optim does.
+    A scheduler may change ``group["lr"]`` (or any hyperparameter) between steps; values are validated
+    at construction and again at every step.
+    """
+
+    def __init__(self, param_groups: Iterable[torch.Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.8, 0.95), eps: float = 1e-10, weight_decay: float = 0.0):
+        betas = self._check_betas(betas)
+        check_adamw_hyperparameters(lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=weight_decay,
+                                    beta_names=("betas[0]", "betas[1]"))
+        super().__init__(param_groups, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @staticmethod
+    def _check_betas(betas: object) -> tuple[float, float]:
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        return (betas[0], betas[1])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Apply one AdamW step to every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = self._check_betas(group["betas"])
+            # validate before any state is created, so a bad value leaves the optimizer untouched
+            check_adamw_hyperparameters(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                                        weight_decay=group["weight_decay"], beta_names=("betas[0]", "betas[1]"))
+            params, grads, ms, vs, steps, lr_muls, wd_muls = [], [], [], [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                params.append(p)
+                grads.append(p.grad)
+                ms.append(state["exp_avg"])
+                vs.append(state["exp_avg_sq"])
+                steps.append(int(state["step"].item()) + 1)
+                lr_muls.append(getattr(p, "lr_mul", 1.0))
+                wd_muls.append(getattr(p, "wd_mul", 1.0))
+            if not params:
+                continue
+            adamw(params, grads, ms, vs, steps, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                  weight_decay=group["weight_decay"], lr_muls=lr_muls, wd_muls=wd_muls)
+            for p, t in zip(params, steps, strict=True):  # only after a successful kernel call
+                # a new tensor, not an in-place increment: load_state_dict keeps the loaded "step" tensor
+                # itself (torch does not copy it), so an in-place update would also advance the source
+                self.state[p]["step"] = torch.tensor(float(t), dtype=torch.float32)
+        return loss

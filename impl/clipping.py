@@ -1,0 +1,79 @@
+"""Gradient-norm clipping, S5.1's exact rule, in place on ``p.grad``.
+
+    total = √(Σ_p ‖p.grad‖²);   if total > max_norm:  p.grad ← p.grad · (max_norm / total)
+
+Unlike ``torch.nn.utils.clip_grad_norm_`` (S5.2) there is no ``+ 1e-6`` in the denominator: a clipped
+gradient has norm ``max_norm`` (to rounding), and ``total == max_norm`` is left alone.
+
+The per-tensor norms are reduced with a float64 accumulator (``torch._foreach_norm(..., dtype=float64)``)
+and combined in float64, so float32/bf16 gradients never overflow (|g| up to float32's max) or
+underflow (|g| down to its denormals) in the squares, where torch's float32 norm returns inf / 0.
+Float64 gradients whose squares overflow within one tensor (|g| ≳ 1.3e154) give an infinite
+per-tensor norm; that, or any NaN/inf gradient, makes the total non-finite: RuntimeError, gradients
+untouched. Tensors are grouped by (device, dtype), one host sync per group.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+
+from optconform.reference._checks import require_positive
+
+__all__ = ["clip_grad_norm"]
+
+
+@torch.no_grad()
+def clip_grad_norm(params: Iterable[torch.Tensor] | torch.Tensor, max_norm: float) -> float:
+    """S5.1: clip the gradients of ``params`` to total 2-norm ``max_norm``; return the norm before clipping.
+
+    ``params``: a tensor or an iterable of tensors (e.g. ``model.parameters()``); parameters whose
+    ``grad`` is None are skipped. ``max_norm`` finite and > 0 (ValueError otherwise). Returns 0.0 when
+    no parameter has a gradient. Raises RuntimeError (naming ``total_norm``) when the total is NaN or inf.
+    """
+    max_norm = require_positive("max_norm", max_norm)
+    if isinstance(params, torch.Tensor):
+        params = [params]
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    buckets: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = defaultdict(list)
+    for g in grads:
+        if g.is_sparse:
+            raise ValueError("params must have dense gradients; got a sparse grad")
+        buckets[(g.device, g.dtype)].append(g)
+
+    norms: list[float] = []
+    for gs in buckets.values():  # one device sync per (device, dtype)
+        norms += torch.stack(torch._foreach_norm(gs, 2, dtype=torch.float64)).cpu().tolist()
+    total = math.hypot(*norms)  # float64, no intermediate overflow of the squares
+    if not math.isfinite(total):
+        raise RuntimeError(f"total_norm of the gradients is non-finite ({total}); nothing was clipped "
+                           "(a NaN/inf gradient, or float64 squares overflowing)")
+    if total > max_norm:
+        coef = max_norm / total  # Python float64
+        for (_, dtype), gs in buckets.items():
+            _scale_(gs, coef, dtype)
+    return total
+
+
+def _scale_(gs: list[torch.Tensor], coef: float, dtype: torch.dtype) -> None:
+    """``g ← g · coef`` in place, with ``coef`` rounded once to the op's compute type.
+
+    Low-precision ops compute in float32, so a ``coef`` below float32's smallest normal (max_norm/total
+    < 1.2e-38) would itself round to a denormal and lose its digits: it is applied as a normal mantissa
+    times exact powers of two instead.
+    """
+    tiny = torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).tiny
+    if coef >= tiny:
+        torch._foreach_mul_(gs, coef)
+        return
+    mant, exp = math.frexp(coef)  # coef = mant · 2**exp, mant in [0.5, 1)
+    torch._foreach_mul_(gs, mant)
+    while exp < 0:
+        chunk = max(exp, -120)  # 2**-120 is a normal float32: each multiply is exact until underflow
+        torch._foreach_mul_(gs, 2.0 ** chunk)
+        exp -= chunk
