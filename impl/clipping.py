@@ -8,9 +8,9 @@ gradient has norm ``max_norm`` (to rounding), and ``total == max_norm`` is left 
 The per-tensor norms are reduced with a float64 accumulator (``torch._foreach_norm(..., dtype=float64)``)
 and combined in float64, so float32/bf16 gradients never overflow (|g| up to float32's max) or
 underflow (|g| down to its denormals) in the squares, where torch's float32 norm returns inf / 0.
-Float64 gradients whose squares overflow within one tensor (|g| ≳ 1.3e154) give an infinite
-per-tensor norm; that, or any NaN/inf gradient, makes the total non-finite: RuntimeError, gradients
-untouched. Tensors are grouped by (device, dtype), one host sync per group.
+Float64 gradients are divided by their max |g| before the norm, so their squares neither overflow
+nor underflow either. A NaN/inf gradient makes the total non-finite: RuntimeError, gradients untouched.
+Tensors are grouped by (device, dtype), one host sync per group.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def clip_grad_norm(params: Iterable[torch.Tensor] | torch.Tensor, max_norm: floa
         buckets[(g.device, g.dtype)].append(g)
 
     norms: list[float] = []
-    for gs in buckets.values():  # one device sync per (device, dtype)
-        norms += torch.stack(torch._foreach_norm(gs, 2, dtype=torch.float64)).cpu().tolist()
+    for (_, dtype), gs in buckets.items():  # one device sync per (device, dtype)
+        norms += _norms(gs, dtype)
     total = math.hypot(*norms)  # float64, no intermediate overflow of the squares
     if not math.isfinite(total):
         raise RuntimeError(f"total_norm of the gradients is non-finite ({total}); nothing was clipped "
@@ -58,6 +58,21 @@ def clip_grad_norm(params: Iterable[torch.Tensor] | torch.Tensor, max_norm: floa
         for (_, dtype), gs in buckets.items():
             _scale_(gs, coef, dtype)
     return total
+
+
+def _norms(gs: list[torch.Tensor], dtype: torch.dtype) -> list[float]:
+    """Per-tensor 2-norms in float64, free of overflow and underflow in the squares.
+
+    Squares of float32/bf16 values always fit a float64 accumulator. Float64 values do not (|g| < 1e-154
+    underflows, > 1e154 overflows), so float64 tensors are divided by their max |g| first:
+    ‖g‖ = m · ‖g / m‖.
+    """
+    if dtype != torch.float64:
+        return torch.stack(torch._foreach_norm(gs, 2, dtype=torch.float64)).cpu().tolist()
+    amax = torch.stack([g.abs().amax() if g.numel() else g.new_zeros(()) for g in gs])
+    safe = torch.where(amax > 0, amax, torch.ones_like(amax))
+    scaled = torch._foreach_div([g for g in gs], list(safe.unbind()))
+    return (torch.stack(torch._foreach_norm(scaled, 2)) * amax).cpu().tolist()
 
 
 def _scale_(gs: list[torch.Tensor], coef: float, dtype: torch.dtype) -> None:

@@ -131,3 +131,20 @@ def test_invalid_max_norm(max_norm):
     p.grad = torch.ones(2)
     with pytest.raises(ValueError, match="^max_norm"):
         clip_grad_norm([p], max_norm)
+
+
+@pytest.mark.parametrize("scale", [1e-160, 1e-300, 1e150, 1e300])
+def test_float64_grads_at_extreme_scales_do_not_underflow_or_overflow(scale, rng):
+    """Float64 squares underflow below ~1e-154 and overflow above ~1e154: the impl pre-scales by max |g|."""
+    import torch
+
+    from optconform.reference.clipping import clip_grad_norm as ref_clip
+
+    grads = [scale * rng.standard_normal((5, 4)), scale * rng.standard_normal(3)]
+    params = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = torch.from_numpy(g.copy())
+    _, ref_total = ref_clip(grads, max_norm=scale)
+    total = clip_grad_norm(params, scale)
+    # float64 scaled summation: a few ulps (2^-52 each) on 23 elements
+    assert abs(total - ref_total) <= 1e-14 * ref_total
