@@ -9,6 +9,7 @@ items that carry no ``clause`` marker, so it does not disturb other test suites.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import asdict
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--strict-numerics", action="store_true", default=False,
                 help="demand float32-level agreement everywhere (bf16 Newton–Schulz targets will fail); "
                      "pytest itself owns --strict")
+    g.addoption("--seed", type=int, default=None,
+                help="seed of the live random cases (default: fresh each run, fixed 0 under the 'ci' hypothesis "
+                     "profile; printed in the header and the reports so a failure can be replayed)")
     g.addoption("--report-json", default=None, metavar="PATH", help="write the verdicts as JSON")
     g.addoption("--report-md", default=None, metavar="PATH", help="write the verdicts as Markdown")
 
@@ -41,8 +45,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clause(id, name): the SPEC.md clause a conformance case checks")
     spec = config.getoption("target") or os.environ.get(ENV_VAR) or DEFAULT_TARGET
+    seed = config.getoption("seed")
+    if seed is None:
+        seed = 0 if os.environ.get("OPTCONFORM_HYPOTHESIS_PROFILE") == "ci" else secrets.randbelow(2**31)
     options = dict(device=config.getoption("device"), world_sizes=config.getoption("world_sizes"),
-                   strict=config.getoption("strict_numerics"))
+                   strict=config.getoption("strict_numerics"), seed=seed)
     config.stash[_REPORT] = Report(spec, options)
     config.pluginmanager.register(_Collector(config.stash[_REPORT]), f"optconform-collector-{id(config)}")
     if options["device"] == "cuda":
@@ -61,6 +68,27 @@ def _clause(item: pytest.Item) -> tuple[str, str] | None:
 def target(pytestconfig: pytest.Config) -> Target:
     """The implementation under test (``--target`` / ``$OPTCONFORM_TARGET`` / ``optconform.impl``)."""
     return load_target(pytestconfig.stash[_REPORT].target)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    report = config.stash[_REPORT]
+    return f"optconform target: {report.target}; live seed: {report.options['seed']} (replay with --seed)"
+
+
+@pytest.fixture(scope="session")
+def live_seed(pytestconfig: pytest.Config) -> int:
+    """Seed of the live random cases (``--seed``); each case derives its own generator from it."""
+    return int(pytestconfig.stash[_REPORT].options["seed"])
+
+
+@pytest.fixture
+def live_rng(live_seed: int, request: pytest.FixtureRequest):
+    """A generator seeded from ``--seed`` and the case's node id."""
+    import zlib
+
+    import numpy as np
+
+    return np.random.default_rng([live_seed, zlib.crc32(request.node.nodeid.encode())])
 
 
 @pytest.fixture(scope="session")
