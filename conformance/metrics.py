@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .tolerances import NS_INPUT_NOISE_RATIO as _NS_INPUT_NOISE_RATIO
+from .tolerances import NS_INPUT_ROUNDINGS as _NS_INPUT_ROUNDINGS
+
 
 def to_float64(x) -> np.ndarray:
     """Convert a NumPy array, a torch tensor (any dtype/device) or a scalar to a float64 ndarray."""
@@ -47,21 +50,27 @@ def singular_value_range(x) -> tuple[float, float]:
 # --- Newton–Schulz: error measured in the subspace the iteration acts on (tolerances.py, NS section) ---
 
 
-def ns_subspace_errors(actual, expected, G, *, threshold: float = 1e-3, eps: float = 1e-7) -> dict[str, float]:
+def ns_subspace_errors(actual, expected, G, *, threshold: float = 1e-3, eps: float = 1e-7,
+                       input_roundings: float = _NS_INPUT_ROUNDINGS,
+                       noise_ratio: float = _NS_INPUT_NOISE_RATIO) -> dict[str, float]:
     """Errors of a Newton–Schulz output ``actual`` against the float64 ``expected`` = NS(G), restricted to
-    the directions NS acts on (policy: conformance.tolerances, NS section).
+    the directions NS acts on and a bf16 input resolves (policy: conformance.tolerances, NS section).
 
     Per matrix of a ``(..., m, n)`` batch: G = U diag(σ) Vᵀ (float64 SVD of G/max|G|, so any finite
-    magnitude works), ŝᵢ = σᵢ / (‖G‖_F + eps) the normalised singular values, S = {i : ŝᵢ >= threshold},
-    E = Y − R with Y = actual, R = expected. Returned (worst over the batch):
+    magnitude works), ŝᵢ = σᵢ / (‖G‖_F + eps) the normalised singular values, X̂ = G / (‖G‖_F + eps),
+    νᵢ = sqrt(Σⱼₖ (Uⱼᵢ² + Vₖᵢ²) X̂ⱼₖ²) the rms size, in units of the unit roundoff, of an elementwise input
+    rounding's part touching direction i, and
+    S = {i : ŝᵢ >= threshold and input_roundings·νᵢ <= noise_ratio·ŝᵢ} (``input_roundings = 0``: the
+    threshold alone), E = Y − R with Y = actual, R = expected. Returned (worst over the batch):
 
     * ``direction``: max over i in S of |uᵢᵀ E vᵢ| (the per-direction response error);
-    * ``subspace``: ‖U_Sᵀ E V_S‖_F / ‖U_Sᵀ R V_S‖_F (relative error inside the acted-on subspace);
+    * ``subspace``: ‖U_Sᵀ E V_S‖_F / ‖U_Sᵀ R V_S‖_F (relative error inside the judged subspace);
     * ``acted``: sqrt(‖U_Sᵀ E‖²_F + ‖E V_S‖²_F − ‖U_Sᵀ E V_S‖²_F) / ‖U_Sᵀ R V_S‖_F, every part of E that
-      touches S on either side (only the near-null -> near-null block is left out);
+      touches S on either side (only the unjudged -> unjudged block is left out);
     * ``whole``: ‖E‖_F / ‖R‖_F (reported; not bounded, it is O(1) for correct bf16 code on low-rank G);
     * ``spectral_max``: the largest singular value of Y;
-    * ``n_directions``: the smallest |S| over the batch (0: nothing measured, e.g. G = 0).
+    * ``n_directions``: the smallest |S| over the batch (0: nothing measured, e.g. G = 0; min(m, n): every
+      direction judged).
     """
     y, r, g = to_float64(actual), to_float64(expected), to_float64(G)
     if y.shape != g.shape or r.shape != g.shape:
@@ -89,7 +98,13 @@ def ns_subspace_errors(actual, expected, G, *, threshold: float = 1e-3, eps: flo
             continue
         gn = gi / scale
         u, sig, vh = np.linalg.svd(gn, full_matrices=False)
-        keep = sig / (np.linalg.norm(gn) + eps / scale) >= threshold
+        den_g = np.linalg.norm(gn) + eps / scale
+        shat = sig / den_g
+        keep = shat >= threshold
+        if input_roundings:
+            x2 = (gn / den_g) ** 2
+            nu = np.sqrt(((u**2).T @ x2).sum(axis=1) + (x2 @ (vh.T**2)).sum(axis=0))
+            keep &= input_roundings * nu <= noise_ratio * shat
         out["n_directions"] = min(out["n_directions"], float(keep.sum()))
         if not keep.any():
             continue

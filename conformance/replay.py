@@ -117,13 +117,14 @@ def all_arrays(traj: Trajectory) -> list[np.ndarray]:
 
 
 def judge_float_family(verdict, traj: Trajectory, rep: Replayed, ref_step: Callable, *, step_rtol: float,
-                       golden_rtol: Callable[[int], float]) -> None:
+                       golden_rtol: Callable[[int], float]) -> list[dict]:
     """Judge a float32-family trajectory (SGD, AdamW) step by step and against the goldens.
 
     Per step: every parameter against ``ref_step(param, grad, state, **traj.per_step[t])`` started from the
     parameters and the exact gradients the target had (errors cannot accumulate here), relative Frobenius
     error <= ``step_rtol``. Whole trajectory: the parameters after step t against the golden ones,
-    <= ``golden_rtol(t + 1)`` (the k-step bound of the tolerance policy).
+    <= ``golden_rtol(t + 1)`` (the k-step bound of the tolerance policy). Returns the reference's final
+    per-parameter states.
     """
     from .metrics import rel_fro_error
 
@@ -141,3 +142,4 @@ def judge_float_family(verdict, traj: Trajectory, rep: Replayed, ref_step: Calla
                  for t in range(traj.steps)]
         verdict.trajectory("rel_fro vs golden trajectory", gerrs, [golden_rtol(t + 1) for t in range(traj.steps)],
                            case=traj.case_id)
+    return states

@@ -45,12 +45,14 @@ INPUTS = {
 
 
 def _assert_within_ns_bounds(y, g, steps=5):
-    """The NS policy: per-direction, subspace and acted errors, and the spectral bound (tolerances.py)."""
+    """The NS policy for OUR fused kernel: per-direction error, subspace and acted errors within the fused
+    kernel's own rms bound (tighter than the suite's, which also admits the seed's unfused arithmetic), and
+    the spectral bound (tolerances.py)."""
     e = ns_subspace_errors(y, ref_zeropower(g, steps), g, threshold=tol.NS_SUBSPACE_THRESHOLD)
     assert e["n_directions"] >= 1, e
     assert e["direction"] <= tol.NS_DIRECTION_ATOL, e
-    assert e["subspace"] <= tol.NS_SUBSPACE_RTOL, e
-    assert e["acted"] <= tol.NS_ACTED_RTOL, e
+    assert e["subspace"] <= tol.NS_FUSED_SUBSPACE_RTOL, e
+    assert e["acted"] <= tol.NS_FUSED_ACTED_RTOL, e
     if steps == 5:
         assert e["spectral_max"] <= tol.NS_SPECTRAL_MAX, e
     return e
@@ -157,8 +159,9 @@ def test_rejects_bad_dtype_and_steps():
             zeropower(torch.ones(3, 3), steps)
 
 
-def _scalar_sensitivities(s: float) -> np.ndarray:
-    """∂p⁵/∂εⱼ for the 16 roundings of the fused kernel (normalisation; A, B, X per step), central diff."""
+def _scalar_sensitivities(s: float, unfused: bool = False) -> np.ndarray:
+    """∂p⁵/∂εⱼ for the 16 roundings of the fused kernel (normalisation; A, B, X per step), or for the 43 of
+    the seed's unfused code (cast, norm, division; A, b·A, c·A, (c·A)·A, B, a·X, B·X, X per step), central diff."""
     a, b, c = ns.NS_COEFFICIENTS
 
     def f(e):
@@ -169,10 +172,22 @@ def _scalar_sensitivities(s: float) -> np.ndarray:
             x = (a * x + B * x) * (1 + e[3 + 3 * k])
         return x
 
+    def f_unfused(e):
+        x = s * (1 + e[0]) * (1 + e[1]) * (1 + e[2])
+        for k in range(5):
+            j = 3 + 8 * k
+            A = x * x * (1 + e[j])
+            bA, cA = b * A * (1 + e[j + 1]), c * A * (1 + e[j + 2])
+            B = (bA + cA * A * (1 + e[j + 3])) * (1 + e[j + 4])
+            x = (a * x * (1 + e[j + 5]) + B * x * (1 + e[j + 6])) * (1 + e[j + 7])
+        return x
+
+    n = 43 if unfused else 16
+    f = f_unfused if unfused else f
     h = 1e-7
-    out = np.empty(16)
-    for j in range(16):
-        e = np.zeros(16)
+    out = np.empty(n)
+    for j in range(n):
+        e = np.zeros(n)
         e[j] = h
         fp = f(e)
         e[j] = -h
@@ -187,10 +202,181 @@ def test_amplification_constants_are_recomputed():
     worst, rms = np.abs(sens).sum(1).max(), np.sqrt((sens**2).sum(1)).max()
     assert worst <= tol.NS_AMPLIFICATION_WORST <= 1.01 * worst
     assert rms <= tol.NS_AMPLIFICATION_RMS <= 1.01 * rms
+    # the seed's unfused arithmetic: its rms factor sets the suite's subspace/acted bounds
+    sens_u = np.array([_scalar_sensitivities(s, unfused=True) for s in grid[::4]])
+    rms_u = np.sqrt((sens_u**2).sum(1)).max()
+    assert rms_u <= tol.NS_AMPLIFICATION_RMS_UNFUSED <= 1.01 * rms_u
+    assert tol.NS_ACTED_RTOL == tol.NS_SUBSPACE_RTOL == tol.NS_UNIT_ROUNDOFF * tol.NS_AMPLIFICATION_RMS_UNFUSED
     p5 = ns_singular_value_map(np.linspace(0.0, 1.0, 200001))
     assert p5.max() <= tol.NS_P5_SUP <= p5.max() + 1e-5
     # below the threshold the map has not acted: response < 0.48 and slope approaching a⁵ ≈ 485
     assert ns_singular_value_map(np.array([tol.NS_SUBSPACE_THRESHOLD]))[0] < 0.48
+
+
+# --- the policy admits every correct bf16 arithmetic pattern and still rejects real mistakes ---------
+
+
+def seed_zeropower(G: torch.Tensor, steps: int = 5, *, coefficients=ns.NS_COEFFICIENTS, transpose_back=True,
+                   normalise="frobenius") -> torch.Tensor:
+    """The seed's ``zeropower_via_newtonschulz5`` (seed §6.3.2) in its bf16 arithmetic: X = G.bfloat16(),
+    X = X / (X.norm() + 1e-7) with a bf16 norm and a bf16 division, then A = X @ X.mT; B = b*A + c*A @ A;
+    X = a*X + B @ X, every operation rounded to bf16 on its own. The norm is taken of X scaled by a power
+    of two (exact in bf16), so it does not overflow the way the seed's does at ‖G‖_F ≳ 1.8e19 (the
+    arithmetic pattern, not that bug). The keyword arguments inject the mistakes the policy must reject:
+    other coefficients, no transpose back (reshaped to G's shape), normalise = "spectral" (‖X‖₂
+    instead of ‖X‖_F), "clamp" (X / max(‖X‖_F, eps), torch.optim's convention) or "overflow" (the
+    seed's literal bf16 norm, inf at 1e30)."""
+    a, b, c = coefficients
+    X = G.bfloat16()
+    tall = G.size(-2) > G.size(-1)
+    if tall:
+        X = X.mT
+    if normalise == "overflow":
+        X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    elif normalise == "clamp":
+        X = X / X.float().norm(dim=(-2, -1), keepdim=True).clamp(min=1e-7).bfloat16()
+    else:
+        amax = X.float().abs().amax(dim=(-2, -1), keepdim=True)
+        p2 = torch.exp2(torch.floor(torch.log2(torch.where(amax > 0, amax, torch.ones_like(amax)))))
+        Xs = (X.float() / p2).bfloat16()  # exact: a power-of-two scaling
+        if normalise == "spectral":
+            nrm = torch.linalg.matrix_norm(Xs.float(), ord=2, keepdim=True).bfloat16()
+        else:
+            nrm = Xs.norm(dim=(-2, -1), keepdim=True)  # bf16 result, as X.norm() on bf16
+        X = X / ((nrm.float() * p2).bfloat16() + 1e-7)  # bf16 add and bf16 division
+    for _ in range(steps):
+        A = X @ X.mT
+        B = b * A + c * A @ A
+        X = a * X + B @ X
+    if tall:
+        X = X.mT if transpose_back else X.reshape(G.shape)
+    return X
+
+
+def _suite_failures(y, g, steps=5) -> list[str]:
+    """The conformance suite's NS checks (cases/test_s6_orthogonalize.judge_ns, default mode) that fail."""
+    e = ns_subspace_errors(y, ref_zeropower(g, steps), g, threshold=tol.NS_SUBSPACE_THRESHOLD)
+    spectral = float(np.max(ns_singular_value_map(np.linspace(0.0, 1.0, 200001), steps))) + 4 * tol.NS_UNIT_ROUNDOFF
+    bounds = dict(direction=tol.NS_DIRECTION_ATOL, subspace=tol.NS_SUBSPACE_RTOL, acted=tol.NS_ACTED_RTOL,
+                  spectral_max=spectral)
+    return [f"{k}={e[k]:.3g}" for k, bound in bounds.items() if not e[k] <= bound]
+
+
+def _ill_conditioned(rng, n, cond):
+    return _with_spectrum(rng, n, n, np.geomspace(1.0, 1.0 / cond, n))
+
+
+HARD = {  # where elementwise input rounding or the seed's unfused roundings used to exceed the old bounds
+    **{f"{n}x{n}_cond{c:.0e}": (lambda r, n=n, c=c: _ill_conditioned(r, n, c))
+       for n in (4, 8, 12, 16) for c in (1e3, 1e6)},
+    "gauss_2x8": lambda r: r.standard_normal((2, 8)),
+    "gauss_3x3": lambda r: r.standard_normal((3, 3)),
+    "cond1e6_tall_16x8": lambda r: _with_spectrum(r, 16, 8, np.geomspace(1.0, 1e-6, 8)),
+}
+
+
+def _torch_optim_zeropower():
+    try:
+        from torch.optim._muon import _zeropower_via_newtonschulz
+    except ImportError:  # private function: absent in other torch versions
+        return None
+    return lambda G, steps=5: _zeropower_via_newtonschulz(G, ns.NS_COEFFICIENTS, steps, 1e-7)
+
+
+@pytest.mark.parametrize("kind", sorted(HARD))
+def test_every_correct_bf16_pattern_passes_the_suite_on_hard_inputs(kind):
+    """Ours (fused), the seed's unfused arithmetic and torch.optim's version (two input roundings) pass the
+    suite's bounds on 24 seeds of each hard regime, at ‖G‖_F = 1 and 1e-3 (tolerances.py, NS section (2))."""
+    impls = {"ours": zeropower, "seed": seed_zeropower}
+    if (torch_z := _torch_optim_zeropower()) is not None:
+        impls["torch.optim"] = torch_z
+    for seed in range(24):
+        rng = np.random.default_rng(seed)
+        g = HARD[kind](rng)
+        for scale in (1.0, 1e-3):
+            x = torch.from_numpy(g * (scale / np.linalg.norm(g))).float()
+            for name, f in impls.items():
+                failed = _suite_failures(f(x), x.double().numpy())
+                assert not failed, (name, kind, seed, scale, failed)
+
+
+def test_golden_muon_cond1e6_step0_input_passes_for_seed_and_torch_patterns():
+    """The reported case: golden muon.muon.cond1e6_grads_8x8, step 0 (NS input = (1 − β²)·g, Nesterov from a
+    zero buffer). torch.optim's version had acted 0.138 against the old set of directions."""
+    from optconform.golden import store
+
+    c = store.load_case("muon.muon.cond1e6_grads_8x8")
+    beta = float(c.inputs["momentum"][0])
+    g0 = c.inputs["grads"][0]
+    u = g0 + beta * ((1 - beta) * g0 - g0)  # reference muon: buf = (1 − β)·g; u = lerp(g, buf, β)
+    x = torch.from_numpy(u).float()
+    impls = [zeropower, seed_zeropower] + [f for f in [_torch_optim_zeropower()] if f is not None]
+    for f in impls:
+        assert not _suite_failures(f(x), x.double().numpy())
+    # the old set S = {ŝ >= 1e-3} judged the unresolved directions (ŝ = 2.7e-3 on 8×8): the seed fails it
+    y = seed_zeropower(x).double().numpy()
+    old = ns_subspace_errors(y, ref_zeropower(x.double().numpy()), x.double().numpy(), input_roundings=0)
+    new = ns_subspace_errors(y, ref_zeropower(x.double().numpy()), x.double().numpy())
+    assert old["n_directions"] == 4 and new["n_directions"] == 2
+    assert old["acted"] > tol.NS_FUSED_ACTED_RTOL > new["acted"]
+
+
+def test_noise_floor_keeps_every_direction_of_well_spread_input(rng):
+    """The input-noise criterion only drops unresolved directions: Gaussian 48×96 keeps all of them; the
+    96×128 power law σᵢ ∝ 1/i drops those with ŝ < 2·ν/27.8 ≈ 0.0097 (ν ≈ sqrt(1/96 + 1/128))."""
+    for g in (rng.standard_normal((48, 96)), rng.standard_normal((96, 48))):
+        e = ns_subspace_errors(g, ref_zeropower(g), g)
+        assert e["n_directions"] == min(g.shape), e
+    g = INPUTS["power_law"](rng)
+    e = ns_subspace_errors(g, ref_zeropower(g), g)
+    assert 0.8 * 96 <= e["n_directions"] < 96, e
+    # 8×8 with σ ∝ 1 … 1e-6: judged only while 2·ν <= 27.8·ŝ, ν ≈ sqrt(1/8 + 1/8) = 0.5
+    g = _ill_conditioned(rng, 8, 1e6)
+    e = ns_subspace_errors(g, ref_zeropower(g), g)
+    s_hat = np.linalg.svd(g, compute_uv=False) / np.linalg.norm(g)
+    assert e["n_directions"] == np.sum(s_hat >= 2 * 0.5 / tol.NS_INPUT_NOISE_RATIO) == 2
+
+
+MISTAKES = {
+    "4 steps instead of 5": lambda x: seed_zeropower(x, 4),
+    "b off by 5 %": lambda x: seed_zeropower(x, coefficients=(3.4445, -4.7750 * 1.05, 2.0315)),
+    "no transpose back": lambda x: seed_zeropower(x, transpose_back=False),
+    "spectral normalisation": lambda x: seed_zeropower(x, normalise="spectral"),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+@pytest.mark.parametrize("seed", range(5))
+def test_mistakes_are_rejected(mistake, seed):
+    """Each mistake fails the suite's checks on Gaussian 96×48 and 48×96 input (the conformance cases' live
+    shapes); 4 steps also on the hard regimes, where directions are dropped."""
+    rng = np.random.default_rng(100 + seed)
+    shapes = [(96, 48)] if mistake == "no transpose back" else [(96, 48), (48, 96)]
+    gs = [rng.standard_normal(s) for s in shapes]
+    if mistake == "4 steps instead of 5":
+        gs += [_ill_conditioned(rng, 8, 1e6), _ill_conditioned(rng, 16, 1e3), rng.standard_normal((3, 3))]
+    for g in gs:
+        x = torch.from_numpy(g).float()
+        assert _suite_failures(MISTAKES[mistake](x), x.double().numpy()), (mistake, g.shape)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 5])
+def test_clamp_eps_convention_is_rejected_at_norm_1e_7(rng, steps):
+    """X / max(‖X‖_F, eps) instead of X / (‖X‖_F + eps): at ‖G‖_F = 1e-7 the normalised input is 2× larger."""
+    g = rng.standard_normal((48, 96))
+    x = torch.from_numpy(g * (1e-7 / np.linalg.norm(g))).float()
+    assert _suite_failures(seed_zeropower(x, steps, normalise="clamp"), x.double().numpy(), steps)
+    assert not _suite_failures(seed_zeropower(x, steps), x.double().numpy(), steps)
+
+
+def test_bf16_norm_overflow_to_zeros_is_rejected(rng):
+    """The seed's literal bf16 norm at ‖G‖_F = 1e30: inf, so X = 0; the safe-norm transcription passes."""
+    g = rng.standard_normal((16, 32))
+    x = torch.from_numpy(g * (1e30 / np.linalg.norm(g))).float()
+    y = seed_zeropower(x, normalise="overflow")
+    assert float(y.float().abs().max()) == 0.0
+    assert _suite_failures(y, x.double().numpy())
+    assert not _suite_failures(seed_zeropower(x), x.double().numpy())
 
 
 # --- path choice: eager / torch.compile -------------------------------------------------------------
