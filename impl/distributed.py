@@ -1,0 +1,442 @@
+"""S9 ZeRO-2 in torch: ``DistMuon`` and ``DistAdamW`` over the default torch.distributed process group.
+
+Both replicate the parameters on every rank, average the gradients with reduce-scatter(AVG) so that each
+rank receives only what it owns, step *only* what they own with the functional kernels
+(:func:`optconform.impl.muon.muon`, :func:`optconform.impl.adamw.adamw`), keep optimizer state only for
+what they own, and all-gather the updated pieces, so every rank ends with the same parameters. In exact
+arithmetic one step equals the single-process optimizer stepped on the mean of the ranks' gradients.
+
+Ownership (S9.2, S9.3, the seed's):
+
+* ``DistMuon``: parameters (2-D only) are grouped by shape, groups sorted by shape, original order within a
+  group; the j-th parameter of a group belongs to rank ``j % W`` (block-cyclic). Chunks of W consecutive
+  parameters travel together; a last chunk shorter than W is padded with a zero matrix.
+* ``DistAdamW``: rank r owns rows ``[min(r·c, d0), min((r+1)·c, d0))`` of every parameter, c = ceil(d0/W),
+  d0 = ``shape[0]`` (1 for a 0-D parameter). Gradients are zero-padded to c·W rows, so d0 need not be
+  divisible by W (nanochat #320/#364) and may be < W: trailing ranks then own nothing but still take part
+  in every collective.
+
+Every step, before any data moves, the ranks agree in one small ``all_reduce`` on: which parameters lack a
+gradient (or have one of the wrong shape/dtype/device, or sparse) on which rank, whether any rank rejected
+its hyperparameters, and whether the hyperparameters are identical on all ranks. Any problem raises on
+**every** rank (the rank whose own hyperparameters are invalid raises ``ValueError``, all others
+``RuntimeError`` naming it), so no rank is left waiting in a collective (KellerJordan/Muon #37/#38: skipping
+a missing gradient desynchronises the collectives and hangs). Use zeros for a parameter that received no
+gradient. Collectives are issued with ``async_op=True`` and waited on through their ``Work`` handles (gloo
+implements no ``get_future``); every input and output tensor of a collective is referenced until its
+``wait()`` returns (nanochat #843: dropped buffers/handles give torn all-gathers).
+
+``p.grad`` is never written: the averaged gradient lands in a separate buffer (the seed overwrites the
+owner's ``p.grad`` with it). After ``step()`` every rank's ``p.grad`` still holds that rank's own local
+gradient; ``zero_grad()`` works as for any optimizer.
+
+State and checkpoints: ``state_dict()`` is this rank's shard (DistMuon: ``momentum_buffer`` of the owned
+parameters; DistAdamW: ``step``/``exp_avg``/``exp_avg_sq`` of the owned rows), tagged with the rank and world
+size; save one file per rank and load it on the same rank of a group of the same size, with the same
+parameters in the same order (``load_state_dict`` raises ``ValueError`` otherwise). Momentum is therefore
+never read from a non-owner (KellerJordan/Muon #46). :func:`state_bytes` reports a rank's state memory,
+about 1/W of the single-process optimizer's.
+
+Launch: construct after ``torch.distributed.init_process_group`` (under ``torchrun`` the default
+``env://`` init reads RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT); all parameters on one device that the
+backend supports (gloo: CPU; nccl: CUDA). Constructing without an initialised group raises RuntimeError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from optconform.reference._checks import require_bool, require_int, require_nonnegative, require_unit_interval
+
+from .adamw import adamw as adamw_kernel
+from .adamw import check_adamw_hyperparameters
+from .muon import muon as muon_kernel
+
+__all__ = ["DistMuon", "DistAdamW", "state_bytes"]
+
+# torch >= 2.13 names the single-tensor collectives *_single; older releases only have the old names.
+_reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+_all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+# Per-parameter gradient problems, as agreed between ranks before any data collective.
+_GRAD_PROBLEMS = {1: "has no .grad", 2: "has a .grad of the wrong shape", 3: "has a .grad of another dtype",
+                  4: "has a .grad on another device", 5: "has a sparse .grad"}
+_STATE_TAG = "zero2"
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by the tensors in ``optimizer.state`` on this rank (any optimizer, sharded or not)."""
+    return sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
+               if isinstance(t, Tensor))
+
+
+def _require_group(who: str) -> tuple[int, int]:
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(f"{who} needs an initialised torch.distributed process group: call "
+                           "torch.distributed.init_process_group(...) first (torchrun sets up env://)")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _grad_code(p: Tensor) -> int:
+    g = p.grad
+    if g is None:
+        return 1
+    if g.is_sparse:
+        return 5
+    if g.shape != p.shape:
+        return 2
+    if g.dtype != p.dtype:
+        return 3
+    if g.device != p.device:
+        return 4
+    return 0
+
+
+class _ZeRO2(torch.optim.Optimizer):
+    """Shared machinery: the pre-flight agreement between ranks and the per-rank checkpoint tag."""
+
+    _who = "ZeRO2"
+
+    def _label(self, gi: int, i: int) -> str:
+        group = self.param_groups[gi]
+        p = group["params"][i]
+        if "param_names" in group:
+            return f"{group['param_names'][i]!r} (shape {tuple(p.shape)})"
+        return f"param_groups[{gi}]['params'][{i}] (shape {tuple(p.shape)})"
+
+    def _check_device(self, params: Sequence[Tensor]) -> None:
+        for gi, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                if p.device != params[0].device:
+                    raise ValueError(f"params must all be on one device ({params[0].device}); "
+                                     f"{self._label(gi, i)} is on {p.device}")
+                if not p.is_floating_point():
+                    raise ValueError(f"params must be floating point; {self._label(gi, i)} is {p.dtype}")
+
+    def _hyper_row(self) -> list[float]:
+        """This rank's hyperparameters as floats (must be identical on every rank)."""
+        raise NotImplementedError
+
+    def _validate_groups(self) -> None:
+        raise NotImplementedError
+
+    def _preflight(self, rank: int, world: int) -> None:
+        """One all_reduce that lets every rank see every rank's problems, then raise on all of them."""
+        flat = [(gi, i, p) for gi, g in enumerate(self.param_groups) for i, p in enumerate(g["params"])]
+        local_error: ValueError | None = None
+        hypers: list[float] = []
+        try:
+            self._validate_groups()
+            hypers = self._hyper_row()
+        except ValueError as exc:
+            local_error = exc
+        n, k = len(flat), len(self.param_groups) * self._n_hypers
+        device = flat[0][2].device if flat else torch.device("cpu")
+        table = torch.zeros((world, n + 1 + k), dtype=torch.float64, device=device)
+        row = [float(_grad_code(p)) for _, _, p in flat] + [1.0 if local_error else 0.0]
+        row += hypers if local_error is None else [0.0] * k
+        table[rank] = torch.tensor(row, dtype=torch.float64)
+        dist.all_reduce(table, op=dist.ReduceOp.SUM)  # each rank filled only its own row
+        table = table.cpu()
+        bad_ranks = [r for r in range(world) if table[r, n] != 0]
+        if bad_ranks:
+            if local_error is not None:
+                raise local_error
+            raise RuntimeError(f"{self._who}.step: rank(s) {bad_ranks} rejected their hyperparameters "
+                               "(see the ValueError on those ranks); no rank stepped")
+        problems = []
+        for j, (gi, i, _) in enumerate(flat):
+            codes = table[:, j]
+            for code, what in _GRAD_PROBLEMS.items():
+                ranks = [r for r in range(world) if codes[r] == code]
+                if ranks:
+                    problems.append(f"{self._label(gi, i)} {what} on rank(s) {ranks}")
+        if problems:
+            raise RuntimeError(f"{self._who}.step: every parameter needs a dense gradient of its own shape, "
+                               "dtype and device on every rank (use zeros for an unused parameter; skipping "
+                               "one would desynchronise the collectives); no rank stepped: "
+                               + "; ".join(problems))
+        hyp = table[:, n + 1:]
+        if k and not bool((hyp == hyp[0]).all()):
+            cols = sorted({int(c) for c in torch.nonzero(hyp != hyp[0])[:, 1]})
+            diff = [f"param_groups[{c // self._n_hypers}]['{self._hyper_names[c % self._n_hypers]}'] = "
+                    f"{hyp[:, c].tolist()}" for c in cols]
+            raise RuntimeError(f"{self._who}.step: hyperparameters differ across ranks (per rank): "
+                               + "; ".join(diff) + "; no rank stepped")
+
+    _n_hypers = 0
+    _hyper_names: tuple[str, ...] = ()
+
+    # --- per-rank checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """This rank's shard of the state, tagged ``{"zero2": {"rank", "world_size", "optimizer"}}``."""
+        sd = super().state_dict()
+        sd[_STATE_TAG] = {"rank": dist.get_rank(), "world_size": dist.get_world_size(),
+                          "optimizer": self._who}
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a shard saved by ``state_dict()`` on the same rank of a group of the same size."""
+        rank, world = _require_group(self._who)
+        tag = state_dict.get(_STATE_TAG) if isinstance(state_dict, dict) else None
+        if not isinstance(tag, dict):
+            raise ValueError(f"state_dict must come from {self._who}.state_dict() (no '{_STATE_TAG}' tag): "
+                             "the state of a ZeRO-2 optimizer is sharded, one state_dict per rank")
+        mine = {"rank": rank, "world_size": world, "optimizer": self._who}
+        if tag != mine:
+            raise ValueError(f"state_dict was saved by {tag}; this is {mine}: load each rank's own shard, "
+                             "on a group of the same size")
+        sd = {k: v for k, v in state_dict.items() if k != _STATE_TAG}
+        super().load_state_dict(sd)
+        self._check_loaded_state(rank, world)
+
+    def _check_loaded_state(self, rank: int, world: int) -> None:
+        raise NotImplementedError
+
+
+class DistMuon(_ZeRO2):
+    """ZeRO-2 Muon (S9.4): reduce-scatter(AVG) of 2-D gradients, block-cyclic owners run the Muon kernel
+    (S7.2), all-gather of the updated parameters. One param group per distinct shape (sorted)."""
+
+    _who = "DistMuon"
+    _hyper_names = ("lr", "momentum", "nesterov", "ns_steps")
+    _n_hypers = 4
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[tuple[str, Tensor]], lr: float = 0.02,
+                 momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5):
+        _require_group(self._who)
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+        self._check_hypers(defaults)
+        items = list(params)
+        if not items:
+            raise ValueError("params must not be empty")
+        if any(isinstance(x, dict) for x in items):
+            raise ValueError("params must be tensors or (name, tensor) pairs, not param groups: DistMuon "
+                             "makes one group per shape itself")
+        named = [x for x in items if isinstance(x, tuple)]
+        if named and len(named) != len(items):
+            raise ValueError("params must be all tensors or all (name, tensor) pairs")
+        tensors = [x[1] if isinstance(x, tuple) else x for x in items]
+        for j, p in enumerate(tensors):
+            label = repr(items[j][0]) if named else f"params[{j}]"
+            if not isinstance(p, Tensor):
+                raise ValueError(f"{label} must be a torch.Tensor; got {type(p).__name__}")
+            if p.ndim != 2:
+                raise ValueError(f"{label} must be 2-D (DistMuon orthogonalises matrices); got shape "
+                                 f"{tuple(p.shape)}: give 0-D/1-D parameters to DistAdamW")
+        if len({id(p) for p in tensors}) != len(tensors):
+            raise ValueError("params must not contain the same tensor twice")
+        groups = []
+        for shape in sorted({tuple(p.shape) for p in tensors}):
+            idx = [j for j, p in enumerate(tensors) if tuple(p.shape) == shape]
+            groups.append(dict(params=[items[j] for j in idx]))
+        super().__init__(groups, defaults)
+        self._check_device(tensors)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """As ``torch.optim.Optimizer``'s, but a group must hold 2-D tensors of one shape and one dtype."""
+        super().add_param_group(param_group)
+        ps = self.param_groups[-1]["params"]
+        if any(p.ndim != 2 or p.shape != ps[0].shape or p.dtype != ps[0].dtype for p in ps):
+            self.param_groups.pop()
+            raise ValueError("param_group['params'] must be 2-D tensors of one shape and one dtype")
+        self._check_hypers(self.param_groups[-1])
+
+    @staticmethod
+    def _check_hypers(group: dict[str, Any]) -> list[float]:
+        lr = require_nonnegative("lr", group["lr"])
+        momentum = require_unit_interval("momentum", group["momentum"], closed_right=False)
+        nesterov = require_bool("nesterov", group["nesterov"])
+        ns_steps = require_int("ns_steps", group["ns_steps"], minimum=0)
+        return [lr, momentum, float(nesterov), float(ns_steps)]
+
+    def _validate_groups(self) -> None:
+        for group in self.param_groups:
+            self._check_hypers(group)
+
+    def _hyper_row(self) -> list[float]:
+        return [v for group in self.param_groups for v in self._check_hypers(group)]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One DistMuon step on every rank (collective: all ranks must call it). Returns ``closure()``."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        rank, world = _require_group(self._who)
+        self._preflight(rank, world)
+
+        # [1] launch every reduce-scatter; the averaged gradient goes to a fresh buffer, never into p.grad
+        chunks = []
+        for group in self.param_groups:
+            params = group["params"]
+            if not params:
+                continue
+            zero = torch.zeros_like(params[0], memory_format=torch.contiguous_format)  # padding
+            for base in range(0, len(params), world):
+                rs_in = [p.grad.contiguous() for p in params[base:base + world]]
+                rs_in += [zero] * (world - len(rs_in))
+                rs_out = torch.empty_like(zero)
+                work = dist.reduce_scatter(rs_out, rs_in, op=dist.ReduceOp.AVG, async_op=True)
+                chunks.append((group, base, zero, rs_in, rs_out, work))
+
+        # [2] as each reduce-scatter completes, the owner steps its parameter and the all-gather starts
+        gathers = []
+        for group, base, zero, rs_in, rs_out, work in chunks:
+            work.wait()
+            params = group["params"]
+            own = base + rank
+            if own < len(params):
+                p = params[own]
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                muon_kernel([p], [rs_out], [state["momentum_buffer"]], lr=group["lr"],
+                            momentum=group["momentum"], nesterov=group["nesterov"],
+                            ns_steps=group["ns_steps"])
+                ag_in = p if p.is_contiguous() else p.contiguous()
+            else:
+                ag_in = zero
+            targets = params[base:base + world]
+            ag_out = [q if q.is_contiguous() else torch.empty_like(q, memory_format=torch.contiguous_format)
+                      for q in targets]
+            ag_out += [torch.empty_like(zero) for _ in range(world - len(ag_out))]
+            work = dist.all_gather(ag_out, ag_in, async_op=True)
+            gathers.append((work, ag_in, ag_out, targets, rs_in, rs_out))
+
+        # [3] wait for every all-gather (buffers referenced by `gathers` until here)
+        for work, _, ag_out, targets, _, _ in gathers:
+            work.wait()
+            for q, buf in zip(targets, ag_out, strict=False):
+                if buf is not q:
+                    q.copy_(buf)
+        return loss
+
+    def _check_loaded_state(self, rank: int, world: int) -> None:
+        for gi, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                st = self.state.get(p, {})
+                if st and (i % world != rank or st["momentum_buffer"].shape != p.shape):
+                    raise ValueError(f"state_dict holds a momentum buffer for {self._label(gi, i)}, which "
+                                     f"rank {rank} does not own or whose shape differs")
+
+
+class DistAdamW(_ZeRO2):
+    """ZeRO-2 AdamW (S9.5): dim-0 row shards (chunk ceil(d0/W), zero-padded), reduce-scatter(AVG), owners run
+    the AdamW kernel (S8.2, per-parameter ``p.lr_mul``/``p.wd_mul``) on their rows, all-gather of the rows."""
+
+    _who = "DistAdamW"
+    _hyper_names = ("lr", "betas[0]", "betas[1]", "eps", "weight_decay")
+    _n_hypers = 5
+
+    def __init__(self, param_groups: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.8, 0.95), eps: float = 1e-10, weight_decay: float = 0.0):
+        _require_group(self._who)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        self._check_hypers(defaults)
+        super().__init__(param_groups, defaults)
+        for group in self.param_groups:
+            self._check_hypers(group)
+        self._check_device([p for g in self.param_groups for p in g["params"]])
+
+    @staticmethod
+    def _check_hypers(group: dict[str, Any]) -> list[float]:
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        return list(check_adamw_hyperparameters(lr=group["lr"], beta1=betas[0], beta2=betas[1],
+                                                eps=group["eps"], weight_decay=group["weight_decay"],
+                                                beta_names=("betas[0]", "betas[1]")))
+
+    def _validate_groups(self) -> None:
+        for group in self.param_groups:
+            self._check_hypers(group)
+
+    def _hyper_row(self) -> list[float]:
+        return [v for group in self.param_groups for v in self._check_hypers(group)]
+
+    @staticmethod
+    def _rows(p: Tensor, world: int, rank: int) -> tuple[int, int, int, int]:
+        """(dim0, chunk, start, stop) of S9.3 for ``p`` on ``rank``; a 0-D tensor counts as dim0 = 1."""
+        d0 = p.shape[0] if p.ndim else 1
+        chunk = math.ceil(d0 / world)
+        return d0, chunk, min(rank * chunk, d0), min((rank + 1) * chunk, d0)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One DistAdamW step on every rank (collective: all ranks must call it). Returns ``closure()``."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        rank, world = _require_group(self._who)
+        self._preflight(rank, world)
+
+        # [1] reduce-scatter every gradient, zero-padded to chunk·W rows; p.grad is only read
+        pending = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.numel() == 0:
+                    continue  # nothing to average or update; identical on every rank
+                d0, chunk, start, stop = self._rows(p, world, rank)
+                rest = tuple(p.shape[1:])
+                g = p.grad.reshape((d0,) + rest)
+                if chunk * world == d0 and g.is_contiguous():
+                    rs_in = g
+                else:
+                    rs_in = g.new_zeros((chunk * world,) + rest)
+                    rs_in[:d0].copy_(g)
+                rs_out = g.new_empty((chunk,) + rest)
+                work = _reduce_scatter_single(rs_out, rs_in, op=dist.ReduceOp.AVG, async_op=True)
+                pending.append((group, p, d0, chunk, start, stop, rs_in, rs_out, work))
+
+        # [2] owners step their rows, then all-gather the rows into a padded buffer
+        gathers = []
+        for group, p, d0, chunk, start, stop, rs_in, rs_out, work in pending:
+            work.wait()
+            rows = stop - start
+            if rows > 0:
+                p_rows = p if p.ndim == 0 else p[start:stop]
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p_rows, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p_rows, memory_format=torch.preserve_format)
+                t = int(state["step"].item()) + 1
+                beta1, beta2 = group["betas"]
+                adamw_kernel([p_rows], [rs_out[:rows].view(p_rows.shape)], [state["exp_avg"]],
+                             [state["exp_avg_sq"]], [t], lr=group["lr"], beta1=beta1, beta2=beta2,
+                             eps=group["eps"], weight_decay=group["weight_decay"],
+                             lr_muls=[getattr(p, "lr_mul", 1.0)], wd_muls=[getattr(p, "wd_mul", 1.0)])
+                state["step"].fill_(float(t))
+                rs_out[:rows].copy_(p_rows.reshape(rs_out[:rows].shape))
+            rs_out[rows:].zero_()  # padding rows (all of them on a rank that owns none)
+            ag_out = rs_out.new_empty((chunk * world,) + tuple(rs_out.shape[1:]))
+            work = _all_gather_single(ag_out, rs_out, async_op=True)
+            gathers.append((work, p, d0, rs_in, rs_out, ag_out))
+
+        # [3] wait for every all-gather, then copy the d0 real rows back into the parameter
+        for work, p, d0, _, _, ag_out in gathers:
+            work.wait()
+            p.copy_(ag_out[:d0].view(p.shape))
+        return loss
+
+    def _check_loaded_state(self, rank: int, world: int) -> None:
+        for gi, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                st = self.state.get(p, {})
+                if not st:
+                    continue
+                _, _, start, stop = self._rows(p, world, rank)
+                want = tuple(p.shape) if p.ndim == 0 else (stop - start,) + tuple(p.shape[1:])
+                if stop == start or tuple(st["exp_avg"].shape) != want:
+                    raise ValueError(f"state_dict holds exp_avg of shape {tuple(st['exp_avg'].shape)} for "
+                                     f"{self._label(gi, i)}; rank {rank} of {world} owns rows "
+                                     f"[{start}, {stop})")
