@@ -1,0 +1,317 @@
+"""The catalog of deliberately wrong targets: each a realistic mistake in exactly one clause.
+
+Every family is one small implementation with switches (``mistake=None`` is the control, which must pass
+its clause); a wrong target flips exactly one switch. Targets are namespaces holding the protocol names:
+``TARGETS[name]`` is what ``--target wrong_targets:<name>`` loads, and ``CATALOG`` maps each wrong target
+to the clause whose cases must reject it and the pytest ``-k`` selection of those cases.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import torch
+import torch.distributed as dist
+
+import optconform.impl as impl
+
+# ----------------------------------------------------------------------------------------------- S4 schedules
+
+
+def make_lr_multiplier(mistake: str | None = None):
+    def lr_multiplier(it, *, num_iterations, warmup_ratio, warmdown_ratio, final_lr_frac):
+        rnd = (lambda x: math.floor(x + 0.5)) if mistake == "round_half_up" else round
+        warmup_iters = rnd(warmup_ratio * num_iterations)
+        warmdown_iters = rnd(warmdown_ratio * num_iterations)
+        if it < warmup_iters:
+            return (it if mistake == "warmup_off_by_one" else it + 1) / warmup_iters
+        if it <= num_iterations - warmdown_iters:
+            return 1.0
+        progress = (num_iterations - it) / warmdown_iters
+        final = 0.0 if mistake == "ignores_final_frac" else final_lr_frac
+        return progress * 1.0 + (1 - progress) * final
+
+    return lr_multiplier
+
+
+def make_muon_momentum(mistake: str | None = None):
+    def muon_momentum(it):
+        frac = min(it // 300, 1) if mistake == "integer_ramp" else min(it / 300, 1)
+        return (1 - frac) * 0.85 + frac * 0.95
+
+    return muon_momentum
+
+
+def make_step_decay(mistake: str | None = None):
+    def step_decay_lr(step, *, initial_lr, decay_rate, decay_steps):
+        k = step / decay_steps if mistake == "continuous" else step // decay_steps
+        return initial_lr * decay_rate**k
+
+    return step_decay_lr
+
+
+# ----------------------------------------------------------------------------------------------- S5 clipping
+
+
+def make_clip(mistake: str | None = None):
+    @torch.no_grad()
+    def clip_grad_norm(params, max_norm):
+        grads = [p.grad for p in params if p.grad is not None]
+        norms = []
+        for g in grads:  # float64, pre-scaled by max |g| so no square underflows or overflows
+            m = float(g.abs().max()) if g.numel() else 0.0
+            norms.append(m * float(torch.linalg.vector_norm(g.double() / m)) if m > 0 else 0.0)
+        total = math.sqrt(sum(n * n for n in norms))
+        if mistake == "per_tensor":
+            for g, n in zip(grads, norms, strict=True):
+                if n > max_norm:
+                    g.mul_(max_norm / n)
+        elif mistake == "torch_eps":
+            coef = max_norm / (total + 1e-6)
+            if coef < 1:
+                for g in grads:
+                    g.mul_(coef)
+        elif total > max_norm:
+            for g in grads:
+                g.mul_(max_norm / total)
+        return total
+
+    return clip_grad_norm
+
+
+# ----------------------------------------------------------------------------------------------- S3.5 SGD
+
+
+def make_sgd(mistake: str | None = None):
+    class SGD(torch.optim.Optimizer):
+        def __init__(self, params, *, lr, momentum, nesterov):
+            super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov))
+
+        @torch.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                mu = group["momentum"]
+                for p in group["params"]:
+                    g = p.grad
+                    if mu:
+                        st = self.state[p]
+                        if "momentum_buffer" not in st:
+                            st["momentum_buffer"] = g.clone()
+                        else:
+                            damp = (1 - mu) if mistake == "dampening" else 1.0
+                            st["momentum_buffer"].mul_(mu).add_(g, alpha=damp)
+                        buf = st["momentum_buffer"]
+                        g = g.add(buf, alpha=mu) if group["nesterov"] and mistake != "nesterov_ignored" else buf
+                    p.add_(g, alpha=-group["lr"])
+
+    return SGD
+
+
+# ----------------------------------------------------------------------------------------------- S6.2 zeropower
+
+
+def make_zeropower(mistake: str | None = None):
+    a, b, c = 3.4445, -4.7750, 2.0315
+
+    def zeropower(G, steps):
+        X = G.float()
+        if G.size(-2) > G.size(-1):
+            X = X.mT
+        if mistake == "bf16_norm_overflows":  # the seed's order: cast first, norm in bf16 (inf above ~1.8e19)
+            X = X.bfloat16()
+            X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+        else:
+            m = X.abs().amax(dim=(-2, -1), keepdim=True).clamp(min=1e-30)
+            n = m * (X / m).norm(dim=(-2, -1), keepdim=True)
+            X = X / (n.clamp(min=1e-7) if mistake == "clamp_eps" else n + 1e-7)
+            X = X.bfloat16()
+        for _ in range(steps - 1 if mistake == "one_step_short" else steps):
+            A = X @ X.mT
+            B = b * A + c * A @ A
+            X = a * X + B @ X
+        if G.size(-2) > G.size(-1):
+            X = X.mT
+        return X
+
+    return zeropower
+
+
+# ----------------------------------------------------------------------------------------------- S7.2 Muon
+
+
+def make_muon(mistake: str | None = None):
+    zp = impl.zeropower
+
+    class Muon(torch.optim.Optimizer):
+        def __init__(self, params, *, lr, momentum, nesterov, ns_steps):
+            super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps))
+
+        @torch.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                beta = group["momentum"]
+                for p in group["params"]:
+                    g = p.grad
+                    st = self.state[p]
+                    buf = st.setdefault("momentum_buffer", torch.zeros_like(g))
+                    if mistake == "momentum_sum":  # heavy-ball sum: a constant factor 1/(1-β) off the average
+                        buf.mul_(beta).add_(g)
+                    else:
+                        buf.lerp_(g, 1 - beta)
+                    u = g.lerp(buf, beta) if group["nesterov"] and mistake != "nesterov_ignored" else buf
+                    o = zp(u, group["ns_steps"])
+                    rows, cols = p.size(-2), p.size(-1)
+                    ratio = cols / rows if mistake == "aspect_inverted" else rows / cols
+                    p.add_(o.to(p.dtype), alpha=-group["lr"] * max(1, ratio) ** 0.5)
+
+    return Muon
+
+
+# ----------------------------------------------------------------------------------------------- S8.2 AdamW
+
+
+def make_adamw(mistake: str | None = None):
+    class AdamW(torch.optim.Optimizer):
+        def __init__(self, params, *, lr, betas, eps, weight_decay):
+            super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+        @torch.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                b1, b2 = group["betas"]
+                eps, wd = group["eps"], group["weight_decay"]
+                for p in group["params"]:
+                    g = p.grad
+                    st = self.state[p]
+                    if not st:
+                        st.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                    st["step"] += 1
+                    t = st["step"]
+                    lr = group["lr"] * (1.0 if mistake == "ignores_lr_mul" else getattr(p, "lr_mul", 1.0))
+                    wd_eff = wd * getattr(p, "wd_mul", 1.0)
+                    if mistake == "coupled_l2":
+                        g = g.add(p, alpha=wd_eff)
+                    elif mistake == "decay_without_lr":
+                        p.mul_(1 - wd_eff)
+                    else:
+                        p.mul_(1 - lr * wd_eff)
+                    m, v = st["exp_avg"], st["exp_avg_sq"]
+                    m.lerp_(g, 1 - b1)
+                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                    bc1, bc2 = 1 - b1**t, 1 - b2**t
+                    if mistake == "eps_before_bias_correction":  # nanochat #304
+                        p.addcdiv_(m, v.sqrt().add_(eps), value=-lr * math.sqrt(bc2) / bc1)
+                    elif mistake == "no_bias_correction_v":
+                        p.addcdiv_(m, v.sqrt().add_(eps), value=-lr / bc1)
+                    else:
+                        p.addcdiv_(m, (v / bc2).sqrt_().add_(eps), value=-lr / bc1)
+
+    return AdamW
+
+
+# ----------------------------------------------------------------------------------------------- S9 ZeRO-2
+
+
+class DistMuonSum(impl.DistMuon):
+    """Gradients summed over ranks instead of averaged (ReduceOp.SUM): invisible under Newton–Schulz's
+    normalisation except where |g| is comparable to its eps."""
+
+    def step(self, closure=None):
+        w = dist.get_world_size()
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad.mul_(w)
+        return super().step(closure)
+
+
+class DistMuonNoCollectives(impl.Muon):
+    """Every rank steps its own gradients and keeps every buffer: ranks diverge, nothing is sharded."""
+
+    def __init__(self, params, *, lr, momentum, nesterov, ns_steps):
+        super().__init__(params, lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+
+
+class DistAdamWSum(impl.DistAdamW):
+    """ReduceOp.SUM instead of AVG: Adam is scale invariant except through eps, so it shows at |g| ~ eps."""
+
+    def step(self, closure=None):
+        w = dist.get_world_size()
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad.mul_(w)
+        return super().step(closure)
+
+
+class DistAdamWUnsharded(impl.AdamW):
+    """Averages gradients with all_reduce and keeps the whole optimizer state on every rank (right
+    numbers, no sharding: W times the memory)."""
+
+    def __init__(self, param_groups, *, lr, betas, eps, weight_decay):
+        super().__init__(param_groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+        return super().step(closure)
+
+
+# ----------------------------------------------------------------------------------------------- the catalog
+
+_BASE = {name: getattr(impl, name) for name in (
+    "zeropower", "Muon", "DistMuon", "AdamW", "DistAdamW", "SGD", "lr_multiplier", "muon_momentum",
+    "step_decay_lr", "exponential_decay_lr", "inverse_time_decay_lr", "clip_grad_norm")}
+
+
+def _target(**overrides) -> SimpleNamespace:
+    return SimpleNamespace(**{**_BASE, **overrides})
+
+
+#: name -> (clause that must reject it, -k selection of that clause's cases, extra pytest args, namespace)
+CATALOG: dict[str, tuple[str, str, tuple[str, ...], SimpleNamespace]] = {
+    "lr_multiplier_round_half_up": ("S4.5", "lr_multiplier", (), _target(lr_multiplier=make_lr_multiplier(
+        "round_half_up"))),
+    "lr_multiplier_warmup_off_by_one": ("S4.5", "lr_multiplier", (), _target(lr_multiplier=make_lr_multiplier(
+        "warmup_off_by_one"))),
+    "lr_multiplier_ignores_final_frac": ("S4.5", "lr_multiplier", (), _target(lr_multiplier=make_lr_multiplier(
+        "ignores_final_frac"))),
+    "muon_momentum_integer_ramp": ("S4.6", "muon_momentum", (), _target(muon_momentum=make_muon_momentum(
+        "integer_ramp"))),
+    "step_decay_continuous": ("S4.2", "step_decay", (), _target(step_decay_lr=make_step_decay("continuous"))),
+    "clip_per_tensor": ("S5.1", "clip_grad_norm", (), _target(clip_grad_norm=make_clip("per_tensor"))),
+    "clip_torch_eps": ("S5.1", "clip_grad_norm", (), _target(clip_grad_norm=make_clip("torch_eps"))),
+    "sgd_nesterov_ignored": ("S3.5", "sgd", (), _target(SGD=make_sgd("nesterov_ignored"))),
+    "sgd_dampening": ("S3.5", "sgd", (), _target(SGD=make_sgd("dampening"))),
+    "zeropower_clamp_eps": ("S6.2", "zeropower", (), _target(zeropower=make_zeropower("clamp_eps"))),
+    "zeropower_bf16_norm_overflows": ("S6.2", "zeropower", (), _target(zeropower=make_zeropower(
+        "bf16_norm_overflows"))),
+    "zeropower_one_step_short": ("S6.2", "zeropower", (), _target(zeropower=make_zeropower("one_step_short"))),
+    "muon_aspect_inverted": ("S7.2", "test_muon", (), _target(Muon=make_muon("aspect_inverted"))),
+    "muon_momentum_sum": ("S7.2", "test_muon", (), _target(Muon=make_muon("momentum_sum"))),
+    "muon_nesterov_ignored": ("S7.2", "test_muon", (), _target(Muon=make_muon("nesterov_ignored"))),
+    "adamw_eps_before_bias_correction": ("S8.2", "adamw", (), _target(AdamW=make_adamw(
+        "eps_before_bias_correction"))),
+    "adamw_no_bias_correction_v": ("S8.2", "adamw", (), _target(AdamW=make_adamw("no_bias_correction_v"))),
+    "adamw_coupled_l2": ("S8.2", "adamw", (), _target(AdamW=make_adamw("coupled_l2"))),
+    "adamw_decay_without_lr": ("S8.2", "adamw", (), _target(AdamW=make_adamw("decay_without_lr"))),
+    "adamw_ignores_lr_mul": ("S8.2", "adamw", (), _target(AdamW=make_adamw("ignores_lr_mul"))),
+    "distmuon_sum_not_mean": ("S9.4", "dist_muon", ("--world-sizes", "2"), _target(DistMuon=DistMuonSum)),
+    "distmuon_no_collectives": ("S9.4", "dist_muon", ("--world-sizes", "2"), _target(DistMuon=DistMuonNoCollectives)),
+    "distadamw_sum_not_mean": ("S9.5", "dist_adamw", ("--world-sizes", "2"), _target(DistAdamW=DistAdamWSum)),
+    "distadamw_unsharded": ("S9.5", "dist_adamw", ("--world-sizes", "2"), _target(DistAdamW=DistAdamWUnsharded)),
+}
+
+#: The switch-free version of every family: must PASS the same cases (so a rejection above is the mistake's).
+CONTROLS: dict[str, tuple[str, str, tuple[str, ...], SimpleNamespace]] = {
+    "control_schedules": ("S4.5", "lr_multiplier or muon_momentum or step_decay", (), _target(
+        lr_multiplier=make_lr_multiplier(), muon_momentum=make_muon_momentum(), step_decay_lr=make_step_decay())),
+    "control_clip": ("S5.1", "clip_grad_norm", (), _target(clip_grad_norm=make_clip())),
+    "control_sgd": ("S3.5", "sgd", (), _target(SGD=make_sgd())),
+    "control_zeropower": ("S6.2", "zeropower", (), _target(zeropower=make_zeropower())),
+    "control_muon": ("S7.2", "test_muon", (), _target(Muon=make_muon())),
+    "control_adamw": ("S8.2", "adamw", (), _target(AdamW=make_adamw())),
+}
+
+globals().update({name: entry[3] for name, entry in {**CATALOG, **CONTROLS}.items()})
