@@ -1,4 +1,4 @@
-"""S4 schedules: every schedule the target provides, fuzzed against the live reference.
+"""S4 schedules: every schedule the target provides, against the golden tables and fuzzed against the live reference.
 
 Each case draws valid arguments over the clause's whole domain (boundary-heavy strategies from
 ``optconform.conformance.strategies``) and requires agreement within ``SCHEDULE_RTOL``; hypothesis
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from optconform.conformance import strategies as S
 from optconform.conformance.tolerances import SCHEDULE_ATOL, SCHEDULE_RTOL
+from optconform.golden import store
 from optconform.reference import schedules as ref
 
 
@@ -73,3 +74,49 @@ def test_lr_multiplier_whole_run(target, verdict, hp):
 def test_muon_momentum(target, verdict, it):
     fn = target.require("muon_momentum")
     verdict.check("rel_err", _rel_err(fn(it), ref.muon_momentum(it)), SCHEDULE_RTOL, case="fuzz")
+
+
+_TABLE_CLAUSES = {"S4.2": "step_decay_lr", "S4.3": "exponential_decay_lr", "S4.4": "inverse_time_decay_lr",
+                  "S4.5": "lr_multiplier", "S4.6": "muon_momentum"}
+_GOLDEN = [(clause, c.id) for clause in _TABLE_CLAUSES for c in store.iter_cases(clause)
+           if not (clause == "S4.6" and c.hyper)]  # the protocol's muon_momentum(it) has nanochat's defaults only
+
+
+def _golden_table(target, verdict, clause: str, case_id: str) -> None:
+    name = _TABLE_CLAUSES[clause]
+    fn = target.require(name)
+    c = store.load_case(case_id)
+    (counter,) = c.inputs
+    worst = max((_rel_err(fn(int(x), **c.hyper), float(v)), int(x))
+                for x, v in zip(c.inputs[counter], c.outputs["value"], strict=True))
+    verdict.check("rel_err", worst[0], SCHEDULE_RTOL, case=f"{case_id} (worst at {counter}={worst[1]})")
+
+
+@pytest.mark.clause("S4.2", "step_decay_lr")
+@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.2"])
+def test_step_decay_lr_golden(target, verdict, case_id):
+    _golden_table(target, verdict, "S4.2", case_id)
+
+
+@pytest.mark.clause("S4.3", "exponential_decay_lr")
+@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.3"])
+def test_exponential_decay_lr_golden(target, verdict, case_id):
+    _golden_table(target, verdict, "S4.3", case_id)
+
+
+@pytest.mark.clause("S4.4", "inverse_time_decay_lr")
+@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.4"])
+def test_inverse_time_decay_lr_golden(target, verdict, case_id):
+    _golden_table(target, verdict, "S4.4", case_id)
+
+
+@pytest.mark.clause("S4.5", "lr_multiplier")
+@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.5"])
+def test_lr_multiplier_golden(target, verdict, case_id):
+    _golden_table(target, verdict, "S4.5", case_id)
+
+
+@pytest.mark.clause("S4.6", "muon_momentum")
+@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.6"])
+def test_muon_momentum_golden(target, verdict, case_id):
+    _golden_table(target, verdict, "S4.6", case_id)
