@@ -78,10 +78,18 @@ def golden(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON[0])
 def stress(session: nox.Session) -> None:
-    """The multi-process tests 50 times in a row (``-- N`` for another count); outside CI."""
+    """The multi-process tests (harness, DistMuon/DistAdamW, torchrun example) 50 times in a row
+    (``-- N`` for another count); outside CI."""
     _install(session, "test")
     runs = int(session.posargs[0]) if session.posargs else 50
     for i in range(runs):
         session.log(f"stress run {i + 1}/{runs}")
-        session.run("pytest", "-q", "-x", "-m", "distributed", "-p", "no:randomly", "tests/impl",
-                    env=_hypothesis_env("ci"))
+        session.run("pytest", "-q", "-x", "-m", "distributed", "tests/impl/test_distributed.py",
+                    "tests/impl/test_spawn.py", "tests/test_examples.py", env=_hypothesis_env("ci"))
+
+
+@nox.session(python=PYTHON[0])
+def bench(session: nox.Session) -> None:
+    """Benchmarks (ratios measured in one run); rewrites BENCHMARKS.md. ``-- --quick`` for a short run."""
+    _install(session)
+    session.run("python", "-m", "bench.run", "--markdown", "BENCHMARKS.md", *session.posargs)

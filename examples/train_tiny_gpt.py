@@ -1,0 +1,76 @@
+"""Train a tiny nanochat-shaped model with optconform's optimizers, in one process or under torchrun.
+
+    python examples/train_tiny_gpt.py --steps 40
+    torchrun --standalone --nproc-per-node 2 examples/train_tiny_gpt.py --steps 40
+
+Matrices under ``transformer.h`` get Muon (DistMuon under torchrun), the embedding and lm_head get AdamW
+(DistAdamW), with nanochat's learning rates, d_model scaling, warmdown schedule, Muon momentum ramp and
+gradient clipping (``optconform.impl.setup_optimizers`` / ``train_step``). The task: predict the next
+token of a fixed random permutation, which a 2-layer MLP "transformer" learns in a few dozen steps.
+Prints one JSON line per rank at the end: world size, first and last loss, and a parameter checksum
+(identical on every rank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from optconform.impl import setup_optimizers, train_step
+
+
+class TinyGPT(nn.Module):
+    def __init__(self, vocab: int, d_model: int, n_layer: int) -> None:
+        super().__init__()
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(vocab, d_model),
+            h=nn.ModuleList([nn.Sequential(nn.Linear(d_model, 4 * d_model, bias=False), nn.ReLU(),
+                                           nn.Linear(4 * d_model, d_model, bias=False)) for _ in range(n_layer)]),
+        ))
+        self.lm_head = nn.Linear(d_model, vocab, bias=False)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x = self.transformer.wte(idx)
+        for block in self.transformer.h:
+            x = x + block(x)
+        return nn.functional.cross_entropy(self.lm_head(x), targets)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--grad-accum", type=int, default=2)
+    args = ap.parse_args()
+    distributed = "RANK" in os.environ  # set by torchrun
+    if distributed:
+        dist.init_process_group("gloo")
+    rank = dist.get_rank() if distributed else 0
+    torch.manual_seed(0)  # identical initial weights on every rank
+    vocab, d_model = 64, 32
+    model = TinyGPT(vocab, d_model, n_layer=2)
+    perm = torch.randperm(vocab)
+    optimizers = setup_optimizers(model, model_dim=d_model)
+    data = torch.Generator().manual_seed(1 + rank)  # each rank sees its own batches
+    losses = []
+    for it in range(args.steps):
+        def micro_step():
+            idx = torch.randint(vocab, (16,), generator=data)
+            return model(idx, perm[idx])
+
+        info = train_step(model, optimizers, [micro_step] * args.grad_accum, it=it, num_iterations=args.steps)
+        losses.append(info["loss"])
+    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+    print(json.dumps(dict(rank=rank, world=dist.get_world_size() if distributed else 1, first_loss=losses[0],
+                          last_loss=losses[-1], checksum=checksum)), flush=True)
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
