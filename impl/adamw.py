@@ -29,6 +29,8 @@ from optconform.reference._checks import (
     require_unit_interval,
 )
 
+from ._closure import run_closure
+
 __all__ = ["adamw", "AdamW", "check_adamw_hyperparameters"]
 
 
@@ -143,10 +145,7 @@ class AdamW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """Apply one AdamW step to every parameter that has a gradient; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             beta1, beta2 = self._check_betas(group["betas"])
             # validate before any state is created, so a bad value leaves the optimizer untouched

@@ -54,6 +54,7 @@ from torch import Tensor
 
 from optconform.reference._checks import require_bool, require_int, require_nonnegative, require_unit_interval
 
+from ._closure import run_closure
 from .adamw import adamw as adamw_kernel
 from .adamw import check_adamw_hyperparameters
 from .muon import muon as muon_kernel
@@ -266,10 +267,7 @@ class DistMuon(_ZeRO2):
     @torch.no_grad()
     def step(self, closure=None):
         """One DistMuon step on every rank (collective: all ranks must call it). Returns ``closure()``."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         rank, world = _require_group(self._who)
         self._preflight(rank, world)
 
@@ -372,10 +370,7 @@ class DistAdamW(_ZeRO2):
     @torch.no_grad()
     def step(self, closure=None):
         """One DistAdamW step on every rank (collective: all ranks must call it). Returns ``closure()``."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         rank, world = _require_group(self._who)
         self._preflight(rank, world)
 

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from optconform.reference._checks import require_bool, require_int, require_nonnegative, require_unit_interval
 
+from ._closure import run_closure
 from .newton_schulz import zeropower
 
 __all__ = ["muon_aspect_scale", "muon", "Muon"]
@@ -140,10 +141,7 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
         """One Muon step over every group; returns the closure's loss when a closure is given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         work = []  # validate every group and gradient before anything is written
         index = 0
         for group in self.param_groups:

@@ -17,6 +17,8 @@ import torch
 
 from optconform.reference._checks import require_bool, require_nonnegative, require_unit_interval
 
+from ._closure import run_closure
+
 __all__ = ["sgd", "SGD", "check_sgd_hyperparameters"]
 
 
@@ -96,10 +98,7 @@ class SGD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """Apply one SGD step to every parameter that has a gradient; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
