@@ -328,7 +328,9 @@ class DistMuon(_ZeRO2):
 
 class DistAdamW(_ZeRO2):
     """ZeRO-2 AdamW (S9.5): dim-0 row shards (chunk ceil(d0/W), zero-padded), reduce-scatter(AVG), owners run
-    the AdamW kernel (S8.2, per-parameter ``p.lr_mul``/``p.wd_mul``) on their rows, all-gather of the rows."""
+    the AdamW kernel (S8.2, per-parameter ``p.lr_mul``/``p.wd_mul``) on their rows, all-gather of the rows.
+    The kernel is the ``_foreach`` one: its rounding does not depend on memory alignment, so a rank's rows
+    are bitwise what the single-process foreach kernel computes for them (the fused kernel's are not)."""
 
     _who = "DistAdamW"
     _hyper_names = ("lr", "betas[0]", "betas[1]", "eps", "weight_decay")
@@ -409,7 +411,8 @@ class DistAdamW(_ZeRO2):
                 adamw_kernel([p_rows], [rs_out[:rows].view(p_rows.shape)], [state["exp_avg"]],
                              [state["exp_avg_sq"]], [t], lr=group["lr"], beta1=beta1, beta2=beta2,
                              eps=group["eps"], weight_decay=group["weight_decay"],
-                             lr_muls=[getattr(p, "lr_mul", 1.0)], wd_muls=[getattr(p, "wd_mul", 1.0)])
+                             lr_muls=[getattr(p, "lr_mul", 1.0)], wd_muls=[getattr(p, "wd_mul", 1.0)],
+                             fused=False)
                 state["step"].fill_(float(t))
                 rs_out[:rows].copy_(p_rows.reshape(rs_out[:rows].shape))
             rs_out[rows:].zero_()  # padding rows (all of them on a rank that owns none)

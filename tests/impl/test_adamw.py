@@ -18,6 +18,14 @@ from optconform.conformance.tolerances import F32_STEP_RTOL_STRICT, f32_trajecto
 from optconform.impl.adamw import AdamW, adamw
 from optconform.reference.adam import adamw as ref_adamw
 
+
+@pytest.fixture(autouse=True, params=["fused", "foreach"])
+def adamw_kernel(request, monkeypatch) -> str:
+    """Every test runs on both AdamW kernels (OPTCONFORM_ADAMW_KERNEL)."""
+    monkeypatch.setenv("OPTCONFORM_ADAMW_KERNEL", request.param)
+    return request.param
+
+
 SHAPES = [(6, 5), (7,), (), (3, 2, 4)]
 F64_RTOL = 1e-13  # float64 impl vs float64 reference: ~10 roundings of 2^-53 per step × 24 steps, with margin
 
@@ -125,9 +133,10 @@ def _step_both(rng, ps, qs, ours, theirs, t):
     theirs.step()
 
 
-def test_bitwise_equal_to_torch_adamw_single_tensor(rng):
-    """torch.optim.AdamW's single-tensor path computes the same float32 ops in the same order."""
-    ps, qs, ours, theirs = _torch_pair(rng, foreach=False)
+def test_bitwise_equal_to_torch_adamw_twin(rng, adamw_kernel):
+    """Our foreach path computes torch.optim.AdamW's single-tensor float32 ops in the same order; our fused
+    path calls the kernel torch.optim.AdamW(fused=True) calls. Either way: bitwise equal."""
+    ps, qs, ours, theirs = _torch_pair(rng, **(dict(foreach=False) if adamw_kernel == "foreach" else dict(fused=True)))
     for t in range(1, 25):
         _step_both(rng, ps, qs, ours, theirs, t)
     for p, q in zip(ps, qs, strict=True):
@@ -266,8 +275,8 @@ def test_state_dict_round_trip_continues_in_lockstep(rng):
         assert torch.equal(a.state[p]["exp_avg"], b.state[q]["exp_avg"])
 
 
-def test_loads_torch_adamw_state_dict(rng):
-    ps, qs, ours, theirs = _torch_pair(rng, foreach=False)
+def test_loads_torch_adamw_state_dict(rng, adamw_kernel):
+    ps, qs, ours, theirs = _torch_pair(rng, **(dict(foreach=False) if adamw_kernel == "foreach" else dict(fused=True)))
     for t in range(1, 4):  # torch steps alone, then hands its state to ours
         for q in qs:
             q.grad = torch.tensor(_grad(rng, q.shape, t))
