@@ -1,0 +1,1 @@
+"""Benchmarks of optconform.impl (not part of the installed package): ``python -m bench.run``."""
