@@ -43,7 +43,7 @@ def tests(session: nox.Session) -> None:
     """The project's own tests (reference, impl, conformance machinery), in parallel."""
     _install(session, "test")
     session.run(
-        "pytest", "-n", "auto", "--dist", "loadfile", *session.posargs,
+        "pytest", "-n", "auto", "--dist", "load", *session.posargs,
         env=_hypothesis_env("dev"),
     )
 
