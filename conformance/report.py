@@ -12,8 +12,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-import pytest
-
 NOT_PROVIDED_PREFIX = "not provided"
 PROPERTY_KEY = "optconform_checks"
 
@@ -54,13 +52,12 @@ class Verdict:
         self.checks.append(c)
 
     def _fail(self, check: Check) -> None:
+        """Raise AssertionError (an Exception, so hypothesis shrinks it and prints the falsifying example)."""
+        __tracebackhide__ = True
         where = f" (first left tolerance at step {check.first_bad_step} of {check.steps})" \
             if check.first_bad_step is not None else ""
-        pytest.fail(
-            f"[{self.clause} {self.name}] case {check.case}: {check.metric} = {check.value:.6g} "
-            f"exceeds tolerance {check.tolerance:.3g}{where}",
-            pytrace=False,
-        )
+        raise AssertionError(f"[{self.clause} {self.name}] case {check.case}: {check.metric} = {check.value:.6g} "
+                             f"exceeds tolerance {check.tolerance:.3g}{where}")
 
     def check(self, metric: str, value: float, tolerance: float, *, case: str = "") -> None:
         """Record ``value <= tolerance`` (NaN fails)."""
@@ -93,8 +90,9 @@ class Verdict:
         c = Check(case or self.nodeid, metric, 0.0 if ok else 1.0, 0.0, bool(ok))
         self._keep(c)
         if not ok:
-            pytest.fail(f"[{self.clause} {self.name}] case {c.case}: {metric}: got {actual!r}, expected {expected!r}",
-                        pytrace=False)
+            __tracebackhide__ = True
+            raise AssertionError(f"[{self.clause} {self.name}] case {c.case}: {metric}: got {actual!r}, "
+                                 f"expected {expected!r}")
 
 
 @dataclass

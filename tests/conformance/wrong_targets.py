@@ -62,7 +62,7 @@ def make_clip(mistake: str | None = None):
         for g in grads:  # float64, pre-scaled by max |g| so no square underflows or overflows
             m = float(g.abs().max()) if g.numel() else 0.0
             norms.append(m * float(torch.linalg.vector_norm(g.double() / m)) if m > 0 else 0.0)
-        total = math.sqrt(sum(n * n for n in norms))
+        total = math.hypot(*norms)  # no n² to underflow (a 1e-269 gradient is a fuzzed case)
         if mistake == "per_tensor":
             for g, n in zip(grads, norms, strict=True):
                 if n > max_norm:
