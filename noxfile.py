@@ -43,7 +43,8 @@ def tests(session: nox.Session) -> None:
     """The project's own tests (reference, impl, conformance machinery), in parallel."""
     _install(session, "test")
     session.run(
-        "pytest", "-n", "auto", "--dist", "load", *session.posargs,
+        # --timeout: pytest-timeout's last guard against a hang anywhere; the multi-process tests have shorter ones
+        "pytest", "-n", "auto", "--dist", "load", "--timeout", "900", *session.posargs,
         env=_hypothesis_env("dev"),
     )
 
