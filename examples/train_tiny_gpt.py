@@ -7,8 +7,8 @@ Matrices under ``transformer.h`` get Muon (DistMuon under torchrun), the embeddi
 (DistAdamW), with nanochat's learning rates, d_model scaling, warmdown schedule, Muon momentum ramp and
 gradient clipping (``optconform.impl.setup_optimizers`` / ``train_step``). The task: predict the next
 token of a fixed random permutation, which a 2-layer MLP "transformer" learns in a few dozen steps.
-Prints one JSON line per rank at the end: world size, first and last loss, and a parameter checksum
-(identical on every rank).
+Prints one JSON line per rank at the end (and writes it to ``--out-dir/rank<r>.json`` when given): world
+size, first and last loss, and a parameter checksum (identical on every rank).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--grad-accum", type=int, default=2)
+    ap.add_argument("--out-dir", default=None, help="also write rank<r>.json there (ranks' stdout can interleave)")
     args = ap.parse_args()
     distributed = "RANK" in os.environ  # set by torchrun
     if distributed:
@@ -65,8 +66,12 @@ def main() -> None:
         info = train_step(model, optimizers, [micro_step] * args.grad_accum, it=it, num_iterations=args.steps)
         losses.append(info["loss"])
     checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
-    print(json.dumps(dict(rank=rank, world=dist.get_world_size() if distributed else 1, first_loss=losses[0],
-                          last_loss=losses[-1], checksum=checksum)), flush=True)
+    line = json.dumps(dict(rank=rank, world=dist.get_world_size() if distributed else 1, first_loss=losses[0],
+                           last_loss=losses[-1], checksum=checksum))
+    print(line, flush=True)
+    if args.out_dir:
+        with open(os.path.join(args.out_dir, f"rank{rank}.json"), "w") as fh:
+            fh.write(line)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
