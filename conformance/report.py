@@ -61,6 +61,7 @@ class Verdict:
 
     def check(self, metric: str, value: float, tolerance: float, *, case: str = "") -> None:
         """Record ``value <= tolerance`` (NaN fails)."""
+        __tracebackhide__ = True
         value = float(value)
         c = Check(case or self.nodeid, metric, value, float(tolerance), bool(value <= tolerance))
         self._keep(c)
@@ -70,6 +71,7 @@ class Verdict:
     def trajectory(self, metric: str, values: Sequence[float], tolerance: float | Sequence[float], *,
                    case: str = "") -> None:
         """Record a per-step metric; fails naming the first step (0-based) whose value left tolerance."""
+        __tracebackhide__ = True
         vals = [float(v) for v in values]
         tols = [float(tolerance)] * len(vals) if isinstance(tolerance, (int, float)) else [float(t) for t in tolerance]
         if len(tols) != len(vals):
@@ -86,6 +88,7 @@ class Verdict:
 
     def equal(self, metric: str, actual: object, expected: object, *, case: str = "") -> None:
         """Record an exact (non-numeric or bitwise) agreement, e.g. identical parameters on every rank."""
+        __tracebackhide__ = True
         ok = actual == expected
         c = Check(case or self.nodeid, metric, 0.0 if ok else 1.0, 0.0, bool(ok))
         self._keep(c)
