@@ -92,31 +92,8 @@ def _golden_table(target, verdict, clause: str, case_id: str) -> None:
     verdict.check("rel_err", worst[0], SCHEDULE_RTOL, case=f"{case_id} (worst at {counter}={worst[1]})")
 
 
-@pytest.mark.clause("S4.2", "step_decay_lr")
-@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.2"])
-def test_step_decay_lr_golden(target, verdict, case_id):
-    _golden_table(target, verdict, "S4.2", case_id)
-
-
-@pytest.mark.clause("S4.3", "exponential_decay_lr")
-@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.3"])
-def test_exponential_decay_lr_golden(target, verdict, case_id):
-    _golden_table(target, verdict, "S4.3", case_id)
-
-
-@pytest.mark.clause("S4.4", "inverse_time_decay_lr")
-@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.4"])
-def test_inverse_time_decay_lr_golden(target, verdict, case_id):
-    _golden_table(target, verdict, "S4.4", case_id)
-
-
-@pytest.mark.clause("S4.5", "lr_multiplier")
-@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.5"])
-def test_lr_multiplier_golden(target, verdict, case_id):
-    _golden_table(target, verdict, "S4.5", case_id)
-
-
-@pytest.mark.clause("S4.6", "muon_momentum")
-@pytest.mark.parametrize("case_id", [i for c, i in _GOLDEN if c == "S4.6"])
-def test_muon_momentum_golden(target, verdict, case_id):
-    _golden_table(target, verdict, "S4.6", case_id)
+@pytest.mark.parametrize("clause,case_id", [pytest.param(c, i, id=i, marks=pytest.mark.clause(c, _TABLE_CLAUSES[c]))
+                                            for c, i in _GOLDEN])
+def test_schedule_golden_table(target, verdict, clause, case_id):
+    """Every golden schedule table (boundaries, half-to-even rounding, overlapping phases), value by value."""
+    _golden_table(target, verdict, clause, case_id)
