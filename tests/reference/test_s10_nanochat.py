@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from seed_code import get_muon_momentum, seed_lr_multiplier_for
 
 from optconform.reference.nanochat import (
     apply_schedules,
@@ -102,20 +103,7 @@ def test_param_groups_invalid_hyperparameters(kw, name):
 
 
 def get_lr_multiplier(it, num_iterations, warmup_ratio, warmdown_ratio, final_lr_frac):
-    warmup_iters = round(warmup_ratio * num_iterations)
-    warmdown_iters = round(warmdown_ratio * num_iterations)
-    if it < warmup_iters:
-        return (it + 1) / warmup_iters
-    elif it <= num_iterations - warmdown_iters:
-        return 1.0
-    else:
-        progress = (num_iterations - it) / warmdown_iters
-        return progress * 1.0 + (1 - progress) * final_lr_frac
-
-
-def get_muon_momentum(it):
-    frac = min(it / 300, 1)
-    return (1 - frac) * 0.85 + frac * 0.95
+    return seed_lr_multiplier_for(num_iterations, warmup_ratio, warmdown_ratio, final_lr_frac)(it)
 
 
 def ns5(g, steps=5):

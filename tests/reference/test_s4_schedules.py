@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from seed_code import get_muon_momentum, seed_lr_multiplier_for
 
 from optconform.conformance import strategies as S
 from optconform.reference.schedules import (
@@ -30,6 +31,7 @@ U = 2.0**-53  # float64 unit roundoff
 # ---------------------------------------------------------------------------------------------------
 # The seed's code, copied verbatim (seed 000 §5.6, seed 001 §6.6.3, nanochat base_train.py:148-163).
 # The seed's functions read module globals; these are those globals, with the seed's values.
+# The transcriptions themselves live in tests/seed_code.py.
 # ---------------------------------------------------------------------------------------------------
 warmup_ratio = 0.0    # ウォームアップなし
 warmdown_ratio = 0.2  # 最後の20%でLRを減衰
@@ -37,42 +39,7 @@ final_lr_frac = 0.0   # 最終LRは0
 num_iterations = 1000
 
 
-def get_lr_multiplier(it):
-    warmup_iters = round(warmup_ratio * num_iterations)
-    warmdown_iters = round(warmdown_ratio * num_iterations)
-
-    if it < warmup_iters:
-        # ウォームアップ: 線形増加
-        return (it + 1) / warmup_iters
-    elif it <= num_iterations - warmdown_iters:
-        # 定常フェーズ: LR = 1.0
-        return 1.0
-    else:
-        # ウォームダウン: 線形減衰
-        progress = (num_iterations - it) / warmdown_iters
-        return progress * 1.0 + (1 - progress) * final_lr_frac
-
-
-def get_muon_momentum(it):
-    frac = min(it / 300, 1)
-    momentum = (1 - frac) * 0.85 + frac * 0.95
-    return momentum
-
-
-def seed_lr_multiplier_for(num_iterations, warmup_ratio, warmdown_ratio, final_lr_frac):
-    """The seed's get_lr_multiplier, body verbatim, as a closure over the given 'globals'."""
-    def get_lr_multiplier(it):
-        warmup_iters = round(warmup_ratio * num_iterations)
-        warmdown_iters = round(warmdown_ratio * num_iterations)
-
-        if it < warmup_iters:
-            return (it + 1) / warmup_iters
-        elif it <= num_iterations - warmdown_iters:
-            return 1.0
-        else:
-            progress = (num_iterations - it) / warmdown_iters
-            return progress * 1.0 + (1 - progress) * final_lr_frac
-    return get_lr_multiplier
+get_lr_multiplier = seed_lr_multiplier_for(num_iterations, warmup_ratio, warmdown_ratio, final_lr_frac)
 
 
 def seed_muon_momentum_for(start, end, ramp_steps):

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import scipy.linalg
+from seed_code import seed_zeropower
 
 from optconform.reference.orthogonalize import (
     NS_COEFFICIENTS,
@@ -48,21 +49,6 @@ def _ns_via_svd(G: np.ndarray, steps: int = 5, eps: float = NS_EPS, coeffs=(A_, 
     return (u * mapped[..., None, :]) @ vh
 
 
-def _seed_ns_transcription(G: np.ndarray, steps: int) -> np.ndarray:
-    """Line-by-line float64 NumPy transcription of nanochat's zeropower_via_newtonschulz5 (2-D or batched)."""
-    assert G.ndim >= 2
-    a, b, c = (3.4445, -4.7750, 2.0315)
-    X = G.astype(np.float64)
-    if G.shape[-2] > G.shape[-1]:
-        X = np.swapaxes(X, -2, -1)
-    X = X / (np.linalg.norm(X, axis=(-2, -1), keepdims=True) + 1e-7)
-    for _ in range(steps):
-        A = X @ np.swapaxes(X, -2, -1)
-        B = b * A + c * A @ A
-        X = a * X + B @ X
-    if G.shape[-2] > G.shape[-1]:
-        X = np.swapaxes(X, -2, -1)
-    return X
 
 
 def _orthogonal(rng, n: int) -> np.ndarray:
@@ -287,7 +273,7 @@ def test_zeropower_matches_seed_transcription(rng, shape):
     for steps in (1, 2, 5, 7):
         # Only the Frobenius-norm rounding differs (the reference scales by max|G| first), a few ulps,
         # amplified by <= 3.9 per step: NS_ABS_TOL covers it.
-        assert np.linalg.norm(zeropower(G, steps) - _seed_ns_transcription(G, steps)) <= NS_ABS_TOL
+        assert np.linalg.norm(zeropower(G, steps) - seed_zeropower(G, steps)) <= NS_ABS_TOL
 
 
 @pytest.mark.parametrize("shape", [(40, 25), (3, 33, 8)])

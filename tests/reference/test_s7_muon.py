@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import scipy.linalg
+from seed_code import seed_zeropower
 
 from optconform.reference.muon import muon, muon_aspect_scale
 from optconform.reference.orthogonalize import polar_factor, zeropower
@@ -42,20 +43,6 @@ class SeedMuon:
         p += g * (-group["lr"] * max(1, p.shape[-2] / p.shape[-1]) ** 0.5)  # p.add_(g, alpha=...)
 
 
-def _seed_ns(G, steps):
-    """Float64 NumPy transcription of the seed's zeropower_via_newtonschulz5; independent of the reference."""
-    a, b, c = (3.4445, -4.7750, 2.0315)
-    X = G.astype(np.float64)
-    if G.shape[-2] > G.shape[-1]:
-        X = np.swapaxes(X, -2, -1)
-    X = X / (np.linalg.norm(X, axis=(-2, -1), keepdims=True) + 1e-7)
-    for _ in range(steps):
-        A = X @ np.swapaxes(X, -2, -1)
-        B = b * A + c * A @ A
-        X = a * X + B @ X
-    if G.shape[-2] > G.shape[-1]:
-        X = np.swapaxes(X, -2, -1)
-    return X
 
 
 def _scipy_polar(u, _steps):
@@ -69,7 +56,7 @@ def _polar(u, _steps):
 
 
 # name -> (orthogonalizer given to the reference muon, independent one used by the seed transcription)
-ORTHS = {"zeropower": (zeropower, _seed_ns), "polar_factor": (_polar, _scipy_polar)}
+ORTHS = {"zeropower": (zeropower, seed_zeropower), "polar_factor": (_polar, _scipy_polar)}
 
 
 @pytest.mark.parametrize("orth", ["zeropower", "polar_factor"])
