@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from optconform import spec
+
 __all__ = [
     "FORMAT_VERSION",
     "DATA_DIR_ENV",
@@ -54,61 +56,13 @@ FORMAT_VERSION = 1
 DATA_DIR_ENV = "OPTCONFORM_GOLDEN_DIR"
 MANIFEST_NAME = "manifest.json"
 
-#: Every clause of the contract that has golden cases, with its reference function (module.name).
-SPEC_CLAUSES: dict[str, str] = {
-    "S2.1": "descent.gd_step",
-    "S2.2": "descent.linear_regression_grad",
-    "S2.3": "descent.batch_gd",
-    "S2.4": "descent.sgd_epoch",
-    "S2.5": "descent.minibatch_epoch",
-    "S2.6": "descent.gradient_descent",
-    "S3.1": "momentum.heavy_ball",
-    "S3.2": "momentum.nesterov_lookahead",
-    "S3.3": "momentum.nesterov_torch",
-    "S3.4": "momentum.lookahead_to_torch",
-    "S3.5": "momentum.sgd",
-    "S4.1": "schedules.constant_lr",
-    "S4.2": "schedules.step_decay_lr",
-    "S4.3": "schedules.exponential_decay_lr",
-    "S4.4": "schedules.inverse_time_decay_lr",
-    "S4.5": "schedules.lr_multiplier",
-    "S4.6": "schedules.muon_momentum",
-    "S5.1": "clipping.clip_grad_norm",
-    "S5.2": "clipping.clip_grad_norm_torch",
-    "S6.1": "orthogonalize.polar_factor",
-    "S6.2": "orthogonalize.zeropower",
-    "S6.3": "orthogonalize.ns_singular_value_map",
-    "S7.1": "muon.muon_aspect_scale",
-    "S7.2": "muon.muon",
-    "S8.1": "adam.adam",
-    "S8.2": "adam.adamw",
-    "S9.1": "zero2.mean_gradient",
-    "S9.2": "zero2.muon_shape_groups",
-    "S9.3": "zero2.adamw_row_shard",
-    "S9.4": "zero2.dist_muon",
-    "S9.5": "zero2.dist_adamw",
-    "S10.1": "nanochat.dmodel_lr_scale",
-    "S10.2": "nanochat.nanochat_param_groups",
-    "S10.3": "nanochat.apply_schedules",
-    "S10.4": "nanochat.train_step",
-}
+#: Every clause of the contract that has golden cases, with its reference function (module.name): the
+#: spec registry's clauses (``optconform.spec``), all of which have golden cases.
+SPEC_CLAUSES: dict[str, str] = {c.id: c.reference for c in spec.CLAUSES}
 
-#: Clause -> the name in the conformance target protocol (conformance/target.py) that a consumer replays the
-#: clause's cases through; clauses without one are checked against the reference only.
-CLAUSE_TARGETS: dict[str, str] = {
-    "S3.5": "SGD",
-    "S4.2": "step_decay_lr",
-    "S4.3": "exponential_decay_lr",
-    "S4.4": "inverse_time_decay_lr",
-    "S4.5": "lr_multiplier",
-    "S4.6": "muon_momentum",
-    "S5.1": "clip_grad_norm",
-    "S6.2": "zeropower",
-    "S7.2": "Muon",
-    "S8.2": "AdamW",
-    "S9.4": "DistMuon",
-    "S9.5": "DistAdamW",
-}
+#: Clause -> the name in the conformance target protocol that a consumer replays the clause's cases through;
+#: clauses without one are checked against the reference only (the registry's protocol names).
+CLAUSE_TARGETS: dict[str, str] = {e.clause.id: name for name, e in spec.PROTOCOL.items()}
 
 #: Regeneration tolerance per case class: max|new − committed| <= rtol · max|committed| for every float
 #: output array (integer/bool arrays must match exactly). See SPEC "Golden vectors", "Regeneration".

@@ -23,31 +23,25 @@ from typing import Any
 
 import torch
 
-from optconform.reference._checks import (
-    require_int,
-    require_nonnegative,
-    require_positive,
-    require_unit_interval,
-)
+from optconform import spec
+from optconform.spec.checks import require_int, require_nonnegative
 
 from ._closure import run_closure
 
 __all__ = ["adamw", "AdamW", "check_adamw_hyperparameters"]
 
+_H = spec.hyper("S8.2")
 
-def check_adamw_hyperparameters(*, lr: object, beta1: object, beta2: object, eps: object,
-                                weight_decay: object, beta_names: tuple[str, str] = ("beta1", "beta2")
-                                ) -> tuple[float, float, float, float, float]:
-    """Validate AdamW hyperparameters (S1.3): lr >= 0, betas in [0, 1), eps > 0, weight_decay >= 0.
 
-    Returns them as Python floats. ``lr == 0`` is allowed: a schedule may end at zero (S4.5).
+def check_adamw_hyperparameters(*, lr: object, betas: object, eps: object,
+                                weight_decay: object) -> tuple[float, float, float, float, float]:
+    """Validate through S8.2's hyperparameters: lr >= 0, betas a pair in [0, 1), eps > 0, weight_decay >= 0.
+
+    Returns (lr, beta1, beta2, eps, weight_decay) as Python floats. ``lr == 0`` is allowed: a schedule may
+    end at zero (S4.5).
     """
-    lr_ = require_nonnegative("lr", lr)
-    b1 = require_unit_interval(beta_names[0], beta1, closed_right=False)
-    b2 = require_unit_interval(beta_names[1], beta2, closed_right=False)
-    eps_ = require_positive("eps", eps)
-    wd = require_nonnegative("weight_decay", weight_decay)
-    return lr_, b1, b2, eps_, wd
+    h = _H.check(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    return h["lr"], h["betas"][0], h["betas"][1], h["eps"], h["weight_decay"]
 
 
 def _check_tensors(params: Sequence[torch.Tensor], others: dict[str, Sequence[torch.Tensor]]) -> None:
@@ -89,8 +83,10 @@ def adamw(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avg
     does, which DistAdamW relies on); None: fused where torch has it, unless ``OPTCONFORM_ADAMW_KERNEL=foreach``.
     Raises ValueError on invalid hyperparameters or mismatched lengths, shapes, devices or dtypes.
     """
-    lr, beta1, beta2, eps, weight_decay = check_adamw_hyperparameters(
-        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+    h = _H.check(lr=lr, eps=eps, weight_decay=weight_decay)
+    lr, eps, weight_decay = h["lr"], h["eps"], h["weight_decay"]
+    beta = _H["betas"].domain.element  # the functional kernel names the betas beta1, beta2
+    beta1, beta2 = beta.check("beta1", beta1), beta.check("beta2", beta2)
     _check_tensors(params, {"grads": grads, "exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs})
     n = len(params)
     for name, seq in (("steps", steps), ("lr_muls", lr_muls), ("wd_muls", wd_muls)):
@@ -164,30 +160,22 @@ class AdamW(torch.optim.Optimizer):
     at construction and again at every step. ``fused`` selects the kernel as in :func:`adamw`.
     """
 
-    def __init__(self, param_groups: Iterable[torch.Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.8, 0.95), eps: float = 1e-10, weight_decay: float = 0.0,
+    def __init__(self, param_groups: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = _H.default("lr"), betas: tuple[float, float] = _H.default("betas"),
+                 eps: float = _H.default("eps"), weight_decay: float = _H.default("weight_decay"),
                  fused: bool | None = None):
         self._fused = fused
-        betas = self._check_betas(betas)
-        check_adamw_hyperparameters(lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=weight_decay,
-                                    beta_names=("betas[0]", "betas[1]"))
-        super().__init__(param_groups, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-    @staticmethod
-    def _check_betas(betas: object) -> tuple[float, float]:
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
-        return (betas[0], betas[1])
+        check_adamw_hyperparameters(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        super().__init__(param_groups, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
     def step(self, closure=None):
         """Apply one AdamW step to every parameter that has a gradient; returns ``closure()`` if given."""
         loss = run_closure(closure)
         for group in self.param_groups:
-            beta1, beta2 = self._check_betas(group["betas"])
             # validate before any state is created, so a bad value leaves the optimizer untouched
-            check_adamw_hyperparameters(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                                        weight_decay=group["weight_decay"], beta_names=("betas[0]", "betas[1]"))
+            _, beta1, beta2, _, _ = check_adamw_hyperparameters(lr=group["lr"], betas=group["betas"],
+                                                                eps=group["eps"], weight_decay=group["weight_decay"])
             params, grads, ms, vs, steps, lr_muls, wd_muls = [], [], [], [], [], [], []
             for p in group["params"]:
                 if p.grad is None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import torch
 
-from optconform.reference._checks import require_positive
+from optconform import spec
 
 __all__ = ["clip_grad_norm"]
 
@@ -34,7 +34,7 @@ def clip_grad_norm(params: Iterable[torch.Tensor] | torch.Tensor, max_norm: floa
     ``grad`` is None are skipped. ``max_norm`` finite and > 0 (ValueError otherwise). Returns 0.0 when
     no parameter has a gradient. Raises RuntimeError (naming ``total_norm``) when the total is NaN or inf.
     """
-    max_norm = require_positive("max_norm", max_norm)
+    max_norm = spec.hyper("S5.1").check(max_norm=max_norm)["max_norm"]
     if isinstance(params, torch.Tensor):
         params = [params]
     grads = [p.grad for p in params if p.grad is not None]

@@ -52,7 +52,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from optconform.reference._checks import require_bool, require_int, require_nonnegative, require_unit_interval
+from optconform import spec
 
 from ._closure import run_closure
 from .adamw import adamw as adamw_kernel
@@ -60,6 +60,8 @@ from .adamw import check_adamw_hyperparameters
 from .muon import muon as muon_kernel
 
 __all__ = ["DistMuon", "DistAdamW", "state_bytes"]
+
+_MUON, _ADAMW = spec.hyper("S9.4"), spec.hyper("S9.5")
 
 # torch >= 2.13 names the single-tensor collectives *_single; older releases only have the old names.
 _reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
@@ -209,8 +211,9 @@ class DistMuon(_ZeRO2):
     _hyper_names = ("lr", "momentum", "nesterov", "ns_steps")
     _n_hypers = 4
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[tuple[str, Tensor]], lr: float = 0.02,
-                 momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5):
+    def __init__(self, params: Iterable[Tensor] | Iterable[tuple[str, Tensor]], lr: float = _MUON.default("lr"),
+                 momentum: float = _MUON.default("momentum"), nesterov: bool = _MUON.default("nesterov"),
+                 ns_steps: int = _MUON.default("ns_steps")):
         _require_group(self._who)
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
         self._check_hypers(defaults)
@@ -251,11 +254,8 @@ class DistMuon(_ZeRO2):
 
     @staticmethod
     def _check_hypers(group: dict[str, Any]) -> list[float]:
-        lr = require_nonnegative("lr", group["lr"])
-        momentum = require_unit_interval("momentum", group["momentum"], closed_right=False)
-        nesterov = require_bool("nesterov", group["nesterov"])
-        ns_steps = require_int("ns_steps", group["ns_steps"], minimum=0)
-        return [lr, momentum, float(nesterov), float(ns_steps)]
+        h = _MUON.check(**{k: group[k] for k in DistMuon._hyper_names})
+        return [h["lr"], h["momentum"], float(h["nesterov"]), float(h["ns_steps"])]
 
     def _validate_groups(self) -> None:
         for group in self.param_groups:
@@ -336,8 +336,9 @@ class DistAdamW(_ZeRO2):
     _hyper_names = ("lr", "betas[0]", "betas[1]", "eps", "weight_decay")
     _n_hypers = 5
 
-    def __init__(self, param_groups: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.8, 0.95), eps: float = 1e-10, weight_decay: float = 0.0):
+    def __init__(self, param_groups: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = _ADAMW.default("lr"),
+                 betas: tuple[float, float] = _ADAMW.default("betas"), eps: float = _ADAMW.default("eps"),
+                 weight_decay: float = _ADAMW.default("weight_decay")):
         _require_group(self._who)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         self._check_hypers(defaults)
@@ -348,12 +349,8 @@ class DistAdamW(_ZeRO2):
 
     @staticmethod
     def _check_hypers(group: dict[str, Any]) -> list[float]:
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
-        return list(check_adamw_hyperparameters(lr=group["lr"], beta1=betas[0], beta2=betas[1],
-                                                eps=group["eps"], weight_decay=group["weight_decay"],
-                                                beta_names=("betas[0]", "betas[1]")))
+        return list(check_adamw_hyperparameters(lr=group["lr"], betas=group["betas"], eps=group["eps"],
+                                                weight_decay=group["weight_decay"]))
 
     def _validate_groups(self) -> None:
         for group in self.param_groups:

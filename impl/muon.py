@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optconform.reference._checks import require_bool, require_int, require_nonnegative, require_unit_interval
+from optconform import spec
 
 from ._closure import run_closure
 from .newton_schulz import zeropower
@@ -36,12 +36,13 @@ def muon_aspect_scale(shape: Sequence[int]) -> float:
     return max(1.0, rows / cols) ** 0.5
 
 
+_H = spec.hyper("S7.2")
+
+
 def _check_hyper(lr: object, momentum: object, nesterov: object, ns_steps: object) -> tuple[float, float,
                                                                                           bool, int]:
-    return (require_nonnegative("lr", lr),
-            require_unit_interval("momentum", momentum, closed_right=False),
-            require_bool("nesterov", nesterov),
-            require_int("ns_steps", ns_steps, minimum=0))
+    h = _H.check(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+    return h["lr"], h["momentum"], h["nesterov"], h["ns_steps"]
 
 
 def _check_triplet(i: int, p: object, g: object, buf: object) -> None:
@@ -114,8 +115,9 @@ class Muon(torch.optim.Optimizer):
     the tensors it is given (it never shares momentum buffers with the source).
     """
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 0.02,
-                 momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5) -> None:
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = _H.default("lr"),
+                 momentum: float = _H.default("momentum"), nesterov: bool = _H.default("nesterov"),
+                 ns_steps: int = _H.default("ns_steps")) -> None:
         _check_hyper(lr, momentum, nesterov, ns_steps)
         self._n_seen = 0
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps))

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from optconform.reference._checks import require_bool, require_int, require_nonnegative
+from optconform import spec
+from optconform.spec.checks import require_bool
 
 from .adamw import AdamW
 from .clipping import clip_grad_norm
@@ -33,13 +34,14 @@ MATRIX_PREFIX = "transformer.h."        # Transformer blocks -> Muon
 EMBEDDING_PREFIX = "transformer.wte."   # token embedding -> AdamW, lr embedding_lr
 UNEMBEDDING_PREFIX = "lm_head."         # output projection -> AdamW, lr unembedding_lr
 
-_ADAMW_KWARGS = dict(betas=(0.8, 0.95), eps=1e-10)  # nanochat's (gpt.py)
-_MUON_MOMENTUM = 0.95
+_SCALE, _GROUPS, _STEP = (spec.hyper(c) for c in ("S10.1", "S10.2", "S10.4"))
+_ADAMW_KWARGS = {k: spec.hyper("S8.2").default(k) for k in ("betas", "eps")}  # nanochat's (gpt.py)
+_MUON_MOMENTUM = spec.hyper("S7.2").default("momentum")
 
 
 def dmodel_lr_scale(model_dim: int) -> float:
     """S10.1: ``(model_dim / 768) ** -0.5``, the AdamW learning-rate scale (model_dim integer >= 1)."""
-    return (require_int("model_dim", model_dim, minimum=1) / 768) ** -0.5
+    return (_SCALE.check(model_dim=model_dim)["model_dim"] / 768) ** -0.5
 
 
 def _named(named_parameters: torch.nn.Module | Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]]
@@ -100,8 +102,11 @@ def _use_distributed(distributed: bool | None) -> bool:
 
 
 def setup_optimizers(named_parameters: torch.nn.Module | Mapping[str, torch.Tensor]
-                     | Iterable[tuple[str, torch.Tensor]], *, model_dim: int, unembedding_lr: float = 0.004,
-                     embedding_lr: float = 0.2, matrix_lr: float = 0.02, weight_decay: float = 0.0,
+                     | Iterable[tuple[str, torch.Tensor]], *, model_dim: int,
+                     unembedding_lr: float = _GROUPS.default("unembedding_lr"),
+                     embedding_lr: float = _GROUPS.default("embedding_lr"),
+                     matrix_lr: float = _GROUPS.default("matrix_lr"),
+                     weight_decay: float = _GROUPS.default("weight_decay"),
                      distributed: bool | None = None) -> list[torch.optim.Optimizer]:
     """S10.2: ``[adamw, muon]`` for a nanochat-style GPT.
 
@@ -113,10 +118,9 @@ def setup_optimizers(named_parameters: torch.nn.Module | Mapping[str, torch.Tens
     DistAdamW/DistMuon iff torch.distributed is initialised with world size > 1; True/False force it.
     """
     scale = dmodel_lr_scale(model_dim)
-    unembedding_lr = require_nonnegative("unembedding_lr", unembedding_lr)
-    embedding_lr = require_nonnegative("embedding_lr", embedding_lr)
-    matrix_lr = require_nonnegative("matrix_lr", matrix_lr)
-    weight_decay = require_nonnegative("weight_decay", weight_decay)
+    _, unembedding_lr, embedding_lr, matrix_lr, weight_decay = _GROUPS.check(
+        model_dim=model_dim, unembedding_lr=unembedding_lr, embedding_lr=embedding_lr, matrix_lr=matrix_lr,
+        weight_decay=weight_decay).values()
     groups = _split(_named(named_parameters))
     if _use_distributed(distributed):
         from .distributed import DistAdamW as adamw_cls
@@ -147,9 +151,10 @@ MicroStep = Callable[[], torch.Tensor] | Sequence[torch.Tensor | None]
 
 
 def train_step(model: torch.nn.Module | Iterable[torch.Tensor], optimizers: Sequence[torch.optim.Optimizer],
-               micro_steps: Sequence[MicroStep], *, it: int, num_iterations: int, grad_clip: float = 1.0,
-               warmup_ratio: float = 0.0, warmdown_ratio: float = 0.2, final_lr_frac: float = 0.0
-               ) -> dict[str, Any]:
+               micro_steps: Sequence[MicroStep], *, it: int, num_iterations: int,
+               grad_clip: float = _STEP.default("grad_clip"), warmup_ratio: float = _STEP.default("warmup_ratio"),
+               warmdown_ratio: float = _STEP.default("warmdown_ratio"),
+               final_lr_frac: float = _STEP.default("final_lr_frac")) -> dict[str, Any]:
     """S10.4: one nanochat training iteration, in the seed's order.
 
     1. Accumulate over the K = ``len(micro_steps)`` micro-steps. Each is either a zero-argument callable
@@ -166,7 +171,7 @@ def train_step(model: torch.nn.Module | Iterable[torch.Tensor], optimizers: Sequ
     gradients, as in the seed (the Dist optimizers average afterwards).
     """
     params = list(model.parameters()) if isinstance(model, torch.nn.Module) else list(model)
-    grad_clip = require_nonnegative("grad_clip", grad_clip)
+    grad_clip = _STEP.check(grad_clip=grad_clip)["grad_clip"]
     lrm = lr_multiplier(it, num_iterations=num_iterations, warmup_ratio=warmup_ratio,
                         warmdown_ratio=warmdown_ratio, final_lr_frac=final_lr_frac)
     momentum = muon_momentum(it)

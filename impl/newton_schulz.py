@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from optconform.reference._checks import require_int
+from optconform import spec
 
 __all__ = [
     "NS_COEFFICIENTS",
@@ -40,10 +40,11 @@ __all__ = [
     "compile_mode",
 ]
 
-#: (a, b, c) of the quintic p(s) = a s + b s³ + c s⁵ (seed, S6.2).
-NS_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
-#: The seed's additive guard in X / (‖X‖_F + eps).
-NS_EPS: float = 1e-7
+#: (a, b, c) of the quintic p(s) = a s + b s³ + c s⁵ (seed, S6.2), and the additive guard in X / (‖X‖_F + eps):
+#: the registry's (``optconform.spec``).
+NS_COEFFICIENTS: tuple[float, float, float] = spec.NS_COEFFICIENTS
+NS_EPS: float = spec.NS_EPS
+_H = spec.hyper("S6.2")
 #: Environment variable choosing the path of ``zeropower``: auto | always | never.
 COMPILE_ENV_VAR = "OPTCONFORM_NS_COMPILE"
 _COMPILE_MODES = ("auto", "always", "never")
@@ -56,7 +57,7 @@ def _check_input(G: object, steps: object) -> int:
         raise ValueError(f"G must have at least 2 dimensions (..., m, n); got shape {tuple(G.shape)}")
     if not G.is_floating_point():
         raise ValueError(f"G must have a real floating dtype; got {G.dtype}")
-    return require_int("steps", steps, minimum=0)
+    return _H.check(steps=steps)["steps"]
 
 
 def _normalize(G: Tensor) -> Tensor:
@@ -114,7 +115,7 @@ def _run(kernel: Callable[[Tensor, int], Tensor], G: Tensor, steps: int) -> Tens
     return kernel(G, steps)
 
 
-def zeropower_eager(G: Tensor, steps: int = 5) -> Tensor:
+def zeropower_eager(G: Tensor, steps: int = _H.default("steps")) -> Tensor:
     """S6.2 bf16 Newton–Schulz quintic, eager kernel. See ``zeropower``."""
     steps = _check_input(G, steps)
     with torch.no_grad():
@@ -134,7 +135,7 @@ def _compiled_kernel() -> Callable[[Tensor, int], Tensor] | None:
         return _compiled
 
 
-def zeropower_compiled(G: Tensor, steps: int = 5) -> Tensor:
+def zeropower_compiled(G: Tensor, steps: int = _H.default("steps")) -> Tensor:
     """S6.2 bf16 Newton–Schulz quintic through ``torch.compile`` (built lazily, cached per process).
 
     If compiling or running the compiled kernel raises, a ``RuntimeWarning`` is issued, the compiled
@@ -162,7 +163,7 @@ def compile_mode() -> str:
     return mode
 
 
-def zeropower(G: Tensor, steps: int = 5) -> Tensor:
+def zeropower(G: Tensor, steps: int = _H.default("steps")) -> Tensor:
     """S6.2 Newton–Schulz quintic in bf16: X = G/(‖G‖_F + 1e-7) (transposed when m > n), then
     ``steps`` times A = XXᵀ; B = bA + cA²; X = aX + BX, (a, b, c) = (3.4445, −4.7750, 2.0315).
 

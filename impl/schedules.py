@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import math
 
-from optconform.reference._checks import (
-    require_int,
-    require_nonnegative,
-    require_positive,
-    require_unit_interval,
-)
+from optconform import spec
 
 __all__ = [
     "constant_lr",
@@ -25,62 +20,46 @@ __all__ = [
     "muon_momentum",
 ]
 
-_MAX_COUNT = 2**53  # every integer up to here converts to float64 exactly
-
-
-def _count(name: str, value: object, minimum: int) -> int:
-    v = require_int(name, value, minimum=minimum)
-    if v > _MAX_COUNT:
-        raise ValueError(f"{name} must be an integer in [{minimum}, 2**53]; got {value!r}")
-    return v
+_CONSTANT, _STEP_DECAY, _EXP_DECAY, _INV_DECAY, _LR_MULT, _MUON_MOM = (
+    spec.hyper(c) for c in ("S4.1", "S4.2", "S4.3", "S4.4", "S4.5", "S4.6"))
 
 
 def constant_lr(step: int, *, lr: float) -> float:
     """S4.1: ``lr`` for every step >= 0 (lr > 0)."""
-    _count("step", step, 0)
-    return require_positive("lr", lr)
+    return _CONSTANT.check(step=step, lr=lr)["lr"]
 
 
 def step_decay_lr(step: int, *, initial_lr: float, decay_rate: float, decay_steps: int) -> float:
     """S4.2: ``initial_lr · decay_rate^⌊step / decay_steps⌋``; decay_rate in (0, 1], decay_steps >= 1."""
-    step = _count("step", step, 0)
-    initial_lr = require_positive("initial_lr", initial_lr)
-    decay_rate = require_unit_interval("decay_rate", decay_rate, closed_left=False)
-    decay_steps = _count("decay_steps", decay_steps, 1)
+    step, initial_lr, decay_rate, decay_steps = _STEP_DECAY.check(
+        step=step, initial_lr=initial_lr, decay_rate=decay_rate, decay_steps=decay_steps).values()
     return initial_lr * decay_rate ** (step // decay_steps)
 
 
 def exponential_decay_lr(step: int, *, initial_lr: float, decay_rate: float) -> float:
     """S4.3: ``initial_lr · exp(−decay_rate · step)``; decay_rate >= 0 (may underflow to 0.0)."""
-    step = _count("step", step, 0)
-    initial_lr = require_positive("initial_lr", initial_lr)
-    decay_rate = require_nonnegative("decay_rate", decay_rate)
+    step, initial_lr, decay_rate = _EXP_DECAY.check(step=step, initial_lr=initial_lr, decay_rate=decay_rate).values()
     return initial_lr * math.exp(-decay_rate * step)
 
 
 def inverse_time_decay_lr(step: int, *, initial_lr: float, decay_rate: float) -> float:
     """S4.4: ``initial_lr / (1 + decay_rate · step)``; decay_rate >= 0."""
-    step = _count("step", step, 0)
-    initial_lr = require_positive("initial_lr", initial_lr)
-    decay_rate = require_nonnegative("decay_rate", decay_rate)
+    step, initial_lr, decay_rate = _INV_DECAY.check(step=step, initial_lr=initial_lr, decay_rate=decay_rate).values()
     return initial_lr / (1 + decay_rate * step)
 
 
-def lr_multiplier(it: int, *, num_iterations: int, warmup_ratio: float = 0.0, warmdown_ratio: float = 0.2,
-                  final_lr_frac: float = 0.0) -> float:
+def lr_multiplier(it: int, *, num_iterations: int, warmup_ratio: float = _LR_MULT.default("warmup_ratio"),
+                  warmdown_ratio: float = _LR_MULT.default("warmdown_ratio"),
+                  final_lr_frac: float = _LR_MULT.default("final_lr_frac")) -> float:
     """S4.5: nanochat's warmup → 1 → linear warmdown to ``final_lr_frac``.
 
     ``n_up = round(warmup_ratio·N)``, ``n_down = round(warmdown_ratio·N)`` (half to even). Warmup
     ``(it + 1)/n_up`` while ``it < n_up`` (wins on overlap); 1.0 while ``it <= N − n_down``; then
     ``p + (1 − p)·final_lr_frac`` with ``p = (N − it)/n_down``. Requires ``0 <= it <= N``.
     """
-    n = _count("num_iterations", num_iterations, 0)
-    it = _count("it", it, 0)
-    if it > n:
-        raise ValueError(f"it must be <= num_iterations ({n}); got {it!r}")
-    warmup_ratio = require_unit_interval("warmup_ratio", warmup_ratio)
-    warmdown_ratio = require_unit_interval("warmdown_ratio", warmdown_ratio)
-    final_lr_frac = require_unit_interval("final_lr_frac", final_lr_frac)
+    n, it, warmup_ratio, warmdown_ratio, final_lr_frac = _LR_MULT.check(
+        num_iterations=num_iterations, it=it, warmup_ratio=warmup_ratio, warmdown_ratio=warmdown_ratio,
+        final_lr_frac=final_lr_frac).values()
     n_up = round(warmup_ratio * n)
     n_down = round(warmdown_ratio * n)
     if it < n_up:
@@ -91,11 +70,9 @@ def lr_multiplier(it: int, *, num_iterations: int, warmup_ratio: float = 0.0, wa
     return progress * 1.0 + (1 - progress) * final_lr_frac
 
 
-def muon_momentum(it: int, *, start: float = 0.85, end: float = 0.95, ramp_steps: int = 300) -> float:
+def muon_momentum(it: int, *, start: float = _MUON_MOM.default("start"), end: float = _MUON_MOM.default("end"),
+                  ramp_steps: int = _MUON_MOM.default("ramp_steps")) -> float:
     """S4.6: linear ramp ``(1 − f)·start + f·end`` with ``f = min(it / ramp_steps, 1)``; momenta in [0, 1)."""
-    it = _count("it", it, 0)
-    start = require_unit_interval("start", start, closed_right=False)
-    end = require_unit_interval("end", end, closed_right=False)
-    ramp_steps = _count("ramp_steps", ramp_steps, 1)
+    it, start, end, ramp_steps = _MUON_MOM.check(it=it, start=start, end=end, ramp_steps=ramp_steps).values()
     frac = min(it / ramp_steps, 1)
     return (1 - frac) * start + frac * end

@@ -15,27 +15,27 @@ from typing import Any
 
 import torch
 
-from optconform.reference._checks import require_bool, require_nonnegative, require_unit_interval
+from optconform import spec
 
 from ._closure import run_closure
 
 __all__ = ["sgd", "SGD", "check_sgd_hyperparameters"]
 
 
+_H = spec.hyper("S3.5")
+
+
 def check_sgd_hyperparameters(*, lr: object, momentum: object, nesterov: object) -> tuple[float, float, bool]:
-    """Validate (S1.3): lr >= 0, momentum in [0, 1), nesterov a bool that needs momentum > 0."""
-    lr_ = require_nonnegative("lr", lr)
-    mom = require_unit_interval("momentum", momentum, closed_right=False)
-    nest = require_bool("nesterov", nesterov)
-    if nest and mom == 0.0:
-        raise ValueError(f"nesterov requires momentum > 0; got momentum={momentum!r}")
-    return lr_, mom, nest
+    """Validate through S3.5's hyperparameters: lr >= 0, momentum in [0, 1), nesterov a bool that needs
+    momentum > 0."""
+    h = _H.check(lr=lr, momentum=momentum, nesterov=nesterov)
+    return h["lr"], h["momentum"], h["nesterov"]
 
 
 @torch.no_grad()
 def sgd(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-        momentum_buffers: MutableSequence[torch.Tensor | None], *, lr: float, momentum: float = 0.0,
-        nesterov: bool = False) -> None:
+        momentum_buffers: MutableSequence[torch.Tensor | None], *, lr: float,
+        momentum: float = _H.default("momentum"), nesterov: bool = _H.default("nesterov")) -> None:
     """One SGD step (S3.5), in place on ``params``; ``grads`` are never written.
 
     ``momentum_buffers[i]`` is None before parameter i's first momentum step; the kernel then stores a
@@ -91,7 +91,7 @@ class SGD(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], lr: float,
-                 momentum: float = 0.0, nesterov: bool = False):
+                 momentum: float = _H.default("momentum"), nesterov: bool = _H.default("nesterov")):
         check_sgd_hyperparameters(lr=lr, momentum=momentum, nesterov=nesterov)
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov))
 

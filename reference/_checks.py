@@ -1,16 +1,25 @@
-"""Input validation shared by every reference function (SPEC S1.3).
+"""Input validation of the reference functions (SPEC S1.3).
 
-Every check raises ``ValueError`` whose message starts with the parameter's
-name and states the rule it broke, e.g. ``"lr must be finite and > 0; got -1.0"``.
+Array checks live here; the scalar checks are the neutral ``optconform.spec.checks`` (shared with the
+production implementation) and are re-exported. Every check raises ``ValueError`` whose message starts
+with the parameter's name and states the rule it broke, e.g. ``"lr must be finite and > 0; got -1.0"``.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
+
+from optconform.spec.checks import (
+    require_bool,
+    require_count,
+    require_int,
+    require_nonnegative,
+    require_positive,
+    require_real,
+    require_unit_interval,
+)
 
 __all__ = [
     "as_float64_array",
@@ -19,65 +28,10 @@ __all__ = [
     "require_nonnegative",
     "require_unit_interval",
     "require_int",
+    "require_count",
     "require_bool",
     "require_same_shape",
 ]
-
-
-def _fail(name: str, rule: str, value: object) -> None:
-    raise ValueError(f"{name} must be {rule}; got {value!r}")
-
-
-def require_real(name: str, value: object) -> float:
-    """Return ``value`` as a finite Python float, or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        _fail(name, "a finite real number", value)
-    v = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(v):
-        _fail(name, "a finite real number", value)
-    return v
-
-
-def require_positive(name: str, value: object) -> float:
-    v = require_real(name, value)
-    if not v > 0.0:
-        _fail(name, "finite and > 0", value)
-    return v
-
-
-def require_nonnegative(name: str, value: object) -> float:
-    v = require_real(name, value)
-    if not v >= 0.0:
-        _fail(name, "finite and >= 0", value)
-    return v
-
-
-def require_unit_interval(name: str, value: object, *, closed_right: bool = True, closed_left: bool = True) -> float:
-    """``value`` in [0, 1], with either end optionally open."""
-    v = require_real(name, value)
-    lo_ok = v >= 0.0 if closed_left else v > 0.0
-    hi_ok = v <= 1.0 if closed_right else v < 1.0
-    if not (lo_ok and hi_ok):
-        lb = "[" if closed_left else "("
-        rb = "]" if closed_right else ")"
-        _fail(name, f"in {lb}0, 1{rb}", value)
-    return v
-
-
-def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
-    """An integer (Python or NumPy, not bool) that is >= ``minimum`` when given."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        _fail(name, "an integer", value)
-    v = int(value)  # type: ignore[arg-type]
-    if minimum is not None and v < minimum:
-        _fail(name, f"an integer >= {minimum}", value)
-    return v
-
-
-def require_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        _fail(name, "a bool", value)
-    return bool(value)
 
 
 def as_float64_array(name: str, value: object, *, min_ndim: int = 0, ndim: int | None = None,

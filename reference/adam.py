@@ -13,29 +13,20 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import (
-    as_float64_array,
-    require_int,
-    require_nonnegative,
-    require_positive,
-    require_same_shape,
-    require_unit_interval,
-)
+from optconform import spec
+
+from ._checks import as_float64_array, require_int, require_same_shape
 
 __all__ = ["adam", "adamw", "NANOCHAT_ADAMW"]
 
-#: The AdamW hyperparameters nanochat's ``setup_optimizers`` passes (gpt.py; weight_decay from base_train).
-NANOCHAT_ADAMW: dict[str, Any] = {"betas": (0.8, 0.95), "eps": 1e-10, "weight_decay": 0.0}
+_ADAM = spec.hyper("S8.1")
+_ADAMW = spec.hyper("S8.2")
+
+#: The AdamW hyperparameters nanochat's ``setup_optimizers`` passes (gpt.py; weight_decay from base_train):
+#: S8.2's defaults.
+NANOCHAT_ADAMW: dict[str, Any] = {k: _ADAMW.default(k) for k in ("betas", "eps", "weight_decay")}
 
 _STATE_KEYS = frozenset({"step", "exp_avg", "exp_avg_sq"})
-
-
-def _check_betas(betas: object) -> tuple[float, float]:
-    if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
-    b1 = require_unit_interval("betas[0]", betas[0], closed_right=False)
-    b2 = require_unit_interval("betas[1]", betas[1], closed_right=False)
-    return b1, b2
 
 
 def _check_state(state: object, param: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -73,8 +64,9 @@ def _adam_direction(grad: np.ndarray, state: Mapping, param: np.ndarray, b1: flo
     return direction, {"step": t, "exp_avg": m, "exp_avg_sq": v}
 
 
-def adam(param: Any, grad: Any, state: Mapping, *, lr: float, betas: Sequence[float] = (0.9, 0.999),
-         eps: float = 1e-8, weight_decay: float = 0.0) -> tuple[np.ndarray, dict]:
+def adam(param: Any, grad: Any, state: Mapping, *, lr: float = _ADAM.default("lr"),
+         betas: Sequence[float] = _ADAM.default("betas"), eps: float = _ADAM.default("eps"),
+         weight_decay: float = _ADAM.default("weight_decay")) -> tuple[np.ndarray, dict]:
     """S8.1 Adam with optional coupled L2 weight decay (torch.optim.Adam form).
 
     g ← g + wd·θ; m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; t ← t + 1;
@@ -83,10 +75,8 @@ def adam(param: Any, grad: Any, state: Mapping, *, lr: float, betas: Sequence[fl
     Valid: lr >= 0, betas in [0, 1), eps > 0, weight_decay >= 0, grad shaped like param, finite inputs.
     Returns (new param, new state); inputs are not modified.
     """
-    lr = require_nonnegative("lr", lr)
-    b1, b2 = _check_betas(betas)
-    eps = require_positive("eps", eps)
-    wd = require_nonnegative("weight_decay", weight_decay)
+    h = _ADAM.check(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    lr, (b1, b2), eps, wd = h["lr"], h["betas"], h["eps"], h["weight_decay"]
     p = as_float64_array("param", param)
     g = as_float64_array("grad", grad)
     require_same_shape("grad", g, "param", p)
@@ -96,9 +86,10 @@ def adam(param: Any, grad: Any, state: Mapping, *, lr: float, betas: Sequence[fl
     return np.asarray(p - lr * direction), new_state
 
 
-def adamw(param: Any, grad: Any, state: Mapping, *, lr: float, betas: Sequence[float] = (0.8, 0.95),
-          eps: float = 1e-10, weight_decay: float = 0.0, lr_mul: float = 1.0,
-          wd_mul: float = 1.0) -> tuple[np.ndarray, dict]:
+def adamw(param: Any, grad: Any, state: Mapping, *, lr: float = _ADAMW.default("lr"),
+          betas: Sequence[float] = _ADAMW.default("betas"), eps: float = _ADAMW.default("eps"),
+          weight_decay: float = _ADAMW.default("weight_decay"), lr_mul: float = _ADAMW.default("lr_mul"),
+          wd_mul: float = _ADAMW.default("wd_mul")) -> tuple[np.ndarray, dict]:
     """S8.2 AdamW with decoupled weight decay and nanochat's per-parameter lr_mul / wd_mul.
 
     η = lr·lr_mul; θ ← θ·(1 − η·wd·wd_mul) (before the moment update); m ← β1·m + (1−β1)·g;
@@ -107,12 +98,8 @@ def adamw(param: Any, grad: Any, state: Mapping, *, lr: float, betas: Sequence[f
     Valid: lr, weight_decay, lr_mul, wd_mul >= 0; betas in [0, 1); eps > 0; grad shaped like param.
     Returns (new param, new state); inputs are not modified.
     """
-    lr = require_nonnegative("lr", lr)
-    b1, b2 = _check_betas(betas)
-    eps = require_positive("eps", eps)
-    wd = require_nonnegative("weight_decay", weight_decay)
-    lr_mul = require_nonnegative("lr_mul", lr_mul)
-    wd_mul = require_nonnegative("wd_mul", wd_mul)
+    h = _ADAMW.check(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, lr_mul=lr_mul, wd_mul=wd_mul)
+    lr, (b1, b2), eps, wd, lr_mul, wd_mul = (h[k] for k in _ADAMW.names)
     p = as_float64_array("param", param)
     g = as_float64_array("grad", grad)
     require_same_shape("grad", g, "param", p)

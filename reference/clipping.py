@@ -26,12 +26,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._checks import as_float64_array, require_positive
+from optconform import spec
+
+from ._checks import as_float64_array
 
 __all__ = ["TORCH_CLIP_EPS", "clip_grad_norm", "clip_grad_norm_torch"]
 
 TORCH_CLIP_EPS = 1e-6
 """The constant torch.nn.utils.clip_grad_norm_ adds to the total norm before dividing (S5.2)."""
+
+
+_EXACT, _TORCH = spec.hyper("S5.1"), spec.hyper("S5.2")
 
 
 def _validated(grads: object) -> list[np.ndarray]:
@@ -63,7 +68,7 @@ def clip_grad_norm(grads: Sequence[np.ndarray], *, max_norm: float) -> tuple[lis
     Returns ``(clipped, total)`` with ``total`` the norm before clipping. ``max_norm`` finite and > 0.
     ``total == max_norm`` is not clipped (strict ``>``, as the seed).
     """
-    max_norm = require_positive("max_norm", max_norm)
+    max_norm = _EXACT.check(max_norm=max_norm)["max_norm"]
     arrays = _validated(grads)
     total = _total_norm(arrays)
     if total > max_norm:
@@ -77,7 +82,7 @@ def clip_grad_norm_torch(grads: Sequence[np.ndarray], *, max_norm: float) -> tup
 
     Returns ``(clipped, total)`` with ``total`` the norm before clipping. ``max_norm`` finite and > 0.
     """
-    max_norm = require_positive("max_norm", max_norm)
+    max_norm = _TORCH.check(max_norm=max_norm)["max_norm"]
     arrays = _validated(grads)
     total = _total_norm(arrays)
     coef = max_norm / (total + TORCH_CLIP_EPS)

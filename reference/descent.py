@@ -13,15 +13,9 @@ from typing import Literal
 
 import numpy as np
 
-from ._checks import (
-    as_float64_array,
-    require_bool,
-    require_int,
-    require_nonnegative,
-    require_positive,
-    require_real,
-    require_same_shape,
-)
+from optconform import spec
+
+from ._checks import as_float64_array, require_int, require_nonnegative, require_real, require_same_shape
 
 __all__ = [
     "gd_step",
@@ -34,12 +28,14 @@ __all__ = [
     "gradient_descent",
 ]
 
+_GD, _BATCH, _SGD, _MINIBATCH, _STOP = (spec.hyper(c) for c in ("S2.1", "S2.3", "S2.4", "S2.5", "S2.6"))
+
 Reason = Literal["grad_norm", "loss_change", "max_iterations"]
 
 
 def gd_step(theta: np.ndarray, grad: np.ndarray, *, lr: float) -> np.ndarray:
     """S2.1: one gradient-descent step, ``θ ← θ − η·g``. ``lr`` finite and >= 0; any shape."""
-    lr = require_nonnegative("lr", lr)
+    lr = _GD.check(lr=lr)["lr"]
     theta = as_float64_array("theta", theta)
     grad = as_float64_array("grad", grad)
     require_same_shape("grad", grad, "theta", theta)
@@ -100,8 +96,7 @@ def batch_gd(w: np.ndarray, b: float, x: np.ndarray, y: np.ndarray, *, lr: float
     Returns ``(w, b, losses)`` where ``losses[k] = L(w_k, b_k)`` is the loss at the point epoch k's
     gradient is taken at (before its update); ``len(losses) == num_epochs``.
     """
-    lr = require_nonnegative("lr", lr)
-    num_epochs = require_int("num_epochs", num_epochs, minimum=0)
+    lr, num_epochs = _BATCH.check(lr=lr, num_epochs=num_epochs).values()
     w, b, x, y = _check_regression(w, b, x, y)
     losses = np.empty(num_epochs, dtype=np.float64)
     for k in range(num_epochs):
@@ -135,7 +130,7 @@ def sgd_epoch(w: np.ndarray, b: float, x: np.ndarray, y: np.ndarray, *, lr: floa
     ``order`` is a 1-D integer sequence with entries in ``[0, n)``; repeats are allowed and an empty
     order is a no-op (the seed shuffles, i.e. passes a permutation).
     """
-    lr = require_nonnegative("lr", lr)
+    lr = _SGD.check(lr=lr)["lr"]
     w, b, x, y = _check_regression(w, b, x, y)
     idx = _check_order(order, x.shape[0])
     for i in idx:
@@ -147,7 +142,7 @@ def sgd_epoch(w: np.ndarray, b: float, x: np.ndarray, y: np.ndarray, *, lr: floa
 
 def minibatch_epoch(w: np.ndarray, b: float, x: np.ndarray, y: np.ndarray, *, lr: float,
                     order: np.ndarray, batch_size: int,
-                    drop_last: bool = False) -> tuple[np.ndarray, float]:
+                    drop_last: bool = _MINIBATCH.default("drop_last")) -> tuple[np.ndarray, float]:
     """S2.5: one mini-batch epoch. Batches are the consecutive slices
     ``order[k·B : (k+1)·B]``; each step uses the gradient MEAN over the batch's actual length m
     (S2.2's gradient on those rows). A short last batch (m < B) is used, or skipped when ``drop_last``.
@@ -155,9 +150,7 @@ def minibatch_epoch(w: np.ndarray, b: float, x: np.ndarray, y: np.ndarray, *, lr
     The seed divides the summed gradient by the nominal ``batch_size``; that equals this mean for every
     full batch and scales a short last batch's step by m/B.
     """
-    lr = require_nonnegative("lr", lr)
-    batch_size = require_int("batch_size", batch_size, minimum=1)
-    drop_last = require_bool("drop_last", drop_last)
+    lr, batch_size, drop_last = _MINIBATCH.check(lr=lr, batch_size=batch_size, drop_last=drop_last).values()
     w, b, x, y = _check_regression(w, b, x, y)
     idx = _check_order(order, x.shape[0])
     for start in range(0, idx.size, batch_size):
@@ -195,15 +188,14 @@ def converged(*, iteration: int, max_iterations: int, grad_norm: float | None = 
     ``iteration`` counts the updates already made.
     """
     iteration = require_int("iteration", iteration, minimum=0)
-    max_iterations = require_int("max_iterations", max_iterations, minimum=0)
+    max_iterations, grad_tol, loss_tol = _STOP.check(max_iterations=max_iterations, grad_tol=grad_tol,
+                                                     loss_tol=loss_tol).values()
     if grad_tol is not None:
-        grad_tol = require_positive("grad_tol", grad_tol)
         if grad_norm is None:
             raise ValueError("grad_norm must be given when grad_tol is set")
     if grad_norm is not None:
         grad_norm = require_nonnegative("grad_norm", grad_norm)
     if loss_tol is not None:
-        loss_tol = require_positive("loss_tol", loss_tol)
         if loss is None:
             raise ValueError("loss must be given when loss_tol is set")
     if loss is not None:
@@ -221,8 +213,8 @@ def converged(*, iteration: int, max_iterations: int, grad_norm: float | None = 
 
 
 def gradient_descent(loss_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], theta0: np.ndarray,
-                     *, lr: float, max_iterations: int, grad_tol: float | None = None,
-                     loss_tol: float | None = None) -> tuple[np.ndarray, int, Reason]:
+                     *, lr: float, max_iterations: int, grad_tol: float | None = _STOP.default("grad_tol"),
+                     loss_tol: float | None = _STOP.default("loss_tol")) -> tuple[np.ndarray, int, Reason]:
     """S2.6: gradient descent with the seed's stopping rules.
 
     For k = 0, 1, 2, …: ``(L_k, g_k) = loss_and_grad(θ_k)``; stop with
@@ -235,12 +227,8 @@ def gradient_descent(loss_and_grad: Callable[[np.ndarray], tuple[float, np.ndarr
     """
     if not callable(loss_and_grad):
         raise ValueError("loss_and_grad must be callable, returning (loss, grad)")
-    lr = require_nonnegative("lr", lr)
-    max_iterations = require_int("max_iterations", max_iterations, minimum=0)
-    if grad_tol is not None:
-        grad_tol = require_positive("grad_tol", grad_tol)
-    if loss_tol is not None:
-        loss_tol = require_positive("loss_tol", loss_tol)
+    lr, max_iterations, grad_tol, loss_tol = _STOP.check(lr=lr, max_iterations=max_iterations, grad_tol=grad_tol,
+                                                         loss_tol=loss_tol).values()
     theta = as_float64_array("theta0", theta0)
     prev_loss: float | None = None
     k = 0

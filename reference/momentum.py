@@ -11,13 +11,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from ._checks import (
-    as_float64_array,
-    require_bool,
-    require_nonnegative,
-    require_same_shape,
-    require_unit_interval,
-)
+from optconform import spec
+
+from ._checks import as_float64_array, require_same_shape
 
 __all__ = [
     "heavy_ball",
@@ -31,9 +27,13 @@ __all__ = [
 GradFn = Callable[[np.ndarray], np.ndarray]
 
 
-def _hyper(lr: object, beta: object, beta_name: str = "beta") -> tuple[float, float]:
-    return (require_nonnegative("lr", lr),
-            require_unit_interval(beta_name, beta, closed_right=False))
+_LR_BETA = spec.hyper("S3.1")  # S3.1-S3.4 share (lr, beta)
+_SGD = spec.hyper("S3.5")
+
+
+def _hyper(lr: object, beta: object) -> tuple[float, float]:
+    h = _LR_BETA.check(lr=lr, beta=beta)
+    return h["lr"], h["beta"]
 
 
 def _pair(name: str, a: object, other_name: str, other: object) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +115,8 @@ def torch_to_lookahead(phi: np.ndarray, b: np.ndarray, *, lr: float,
 
 
 def sgd(param: np.ndarray, grad: np.ndarray, state: Mapping[str, np.ndarray], *, lr: float,
-        momentum: float = 0.0, nesterov: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        momentum: float = _SGD.default("momentum"),
+        nesterov: bool = _SGD.default("nesterov")) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """S3.5: one torch.optim.SGD step (dampening 0, no weight decay).
 
     momentum == 0: ``θ ← θ − η·g``; the state is returned unchanged (a copy; a stored buffer is
@@ -126,11 +127,8 @@ def sgd(param: np.ndarray, grad: np.ndarray, state: Mapping[str, np.ndarray], *,
     ``lr`` finite and >= 0; ``momentum`` in [0, 1); ``nesterov`` needs ``momentum > 0``; ``state`` is
     ``{}`` or ``{"momentum_buffer": array of param's shape}``.
     """
-    lr = require_nonnegative("lr", lr)
-    momentum = require_unit_interval("momentum", momentum, closed_right=False)
-    nesterov = require_bool("nesterov", nesterov)
-    if nesterov and momentum == 0.0:
-        raise ValueError(f"nesterov requires momentum > 0; got momentum={momentum!r}")
+    h = _SGD.check(lr=lr, momentum=momentum, nesterov=nesterov)
+    lr, momentum, nesterov = h["lr"], h["momentum"], h["nesterov"]
     param, grad = _pair("param", param, "grad", grad)
     if not isinstance(state, Mapping):
         raise ValueError(f"state must be a mapping ({{}} or {{'momentum_buffer': array}}); "

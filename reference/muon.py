@@ -7,17 +7,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ._checks import (
-    as_float64_array,
-    require_bool,
-    require_int,
-    require_nonnegative,
-    require_same_shape,
-    require_unit_interval,
-)
+from optconform import spec
+
+from ._checks import as_float64_array, require_same_shape
 from .orthogonalize import zeropower
 
 __all__ = ["muon_aspect_scale", "muon"]
+
+_H = spec.hyper("S7.2")
 
 
 def _lerp(start: np.ndarray, end: np.ndarray, weight: float) -> np.ndarray:
@@ -42,8 +39,9 @@ def muon_aspect_scale(shape: Sequence[int]) -> float:
     return max(1.0, rows / cols) ** 0.5
 
 
-def muon(param: object, grad: object, state: Mapping[str, object], *, lr: float, momentum: float = 0.95,
-         nesterov: bool = True, ns_steps: int = 5,
+def muon(param: object, grad: object, state: Mapping[str, object], *, lr: float = _H.default("lr"),
+         momentum: float = _H.default("momentum"), nesterov: bool = _H.default("nesterov"),
+         ns_steps: int = _H.default("ns_steps"),
          orthogonalize: Callable[[np.ndarray, int], np.ndarray] = zeropower) -> tuple[np.ndarray, dict]:
     """S7.2 One Muon step on a ``(..., rows, cols)`` parameter (leading dimensions are a batch).
 
@@ -55,10 +53,8 @@ def muon(param: object, grad: object, state: Mapping[str, object], *, lr: float,
     p = as_float64_array("param", param, min_ndim=2)
     g = as_float64_array("grad", grad)
     require_same_shape("grad", g, "param", p)
-    lr = require_nonnegative("lr", lr)
-    beta = require_unit_interval("momentum", momentum, closed_right=False)
-    nesterov = require_bool("nesterov", nesterov)
-    ns_steps = require_int("ns_steps", ns_steps, minimum=0)
+    h = _H.check(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+    lr, beta, nesterov, ns_steps = h["lr"], h["momentum"], h["nesterov"], h["ns_steps"]
     if not callable(orthogonalize):
         raise ValueError(f"orthogonalize must be a callable (matrix, steps) -> matrix; got {orthogonalize!r}")
     if not isinstance(state, Mapping) or set(state) - {"momentum_buffer"}:

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_float64_array, require_int, require_nonnegative, require_same_shape
+from optconform import spec
+
+from ._checks import as_float64_array, require_nonnegative, require_same_shape
 from .adam import NANOCHAT_ADAMW, adamw
 from .clipping import clip_grad_norm
 from .muon import muon
@@ -27,16 +29,22 @@ MUON_PREFIX = "transformer.h."
 EMBEDDING_PREFIX = "transformer.wte."
 UNEMBEDDING_PREFIX = "lm_head."
 
+_SCALE, _GROUPS, _SCHED, _STEP = (spec.hyper(c) for c in ("S10.1", "S10.2", "S10.3", "S10.4"))
+#: The Muon group's fixed hyperparameters: S7.2's defaults (the seed's Muon constructor).
+_MUON_GROUP = {k: spec.hyper("S7.2").default(k) for k in ("momentum", "nesterov", "ns_steps")}
+
 
 def dmodel_lr_scale(model_dim: int) -> float:
     """S10.1 (model_dim / 768) ** -0.5, the AdamW learning-rate scale of gpt.py (model_dim integer >= 1)."""
-    model_dim = require_int("model_dim", model_dim, minimum=1)
+    model_dim = _SCALE.check(model_dim=model_dim)["model_dim"]
     return (model_dim / 768) ** -0.5
 
 
-def nanochat_param_groups(shapes: Mapping[str, Sequence[int]], *, model_dim: int, unembedding_lr: float = 0.004,
-                          embedding_lr: float = 0.2, matrix_lr: float = 0.02,
-                          weight_decay: float = 0.0) -> dict[str, list[dict[str, Any]]]:
+def nanochat_param_groups(shapes: Mapping[str, Sequence[int]], *, model_dim: int,
+                          unembedding_lr: float = _GROUPS.default("unembedding_lr"),
+                          embedding_lr: float = _GROUPS.default("embedding_lr"),
+                          matrix_lr: float = _GROUPS.default("matrix_lr"),
+                          weight_decay: float = _GROUPS.default("weight_decay")) -> dict[str, list[dict[str, Any]]]:
     """S10.2 Split named parameters as ``GPT.setup_optimizers``.
 
     ``lm_head.*`` -> AdamW lr = unembedding_lr·s; ``transformer.wte.*`` -> AdamW lr = embedding_lr·s
@@ -48,10 +56,9 @@ def nanochat_param_groups(shapes: Mapping[str, Sequence[int]], *, model_dim: int
     if not isinstance(shapes, Mapping):
         raise ValueError(f"shapes must be a mapping name -> shape; got {type(shapes).__name__}")
     scale = dmodel_lr_scale(model_dim)
-    unembedding_lr = require_nonnegative("unembedding_lr", unembedding_lr)
-    embedding_lr = require_nonnegative("embedding_lr", embedding_lr)
-    matrix_lr = require_nonnegative("matrix_lr", matrix_lr)
-    weight_decay = require_nonnegative("weight_decay", weight_decay)
+    _, unembedding_lr, embedding_lr, matrix_lr, weight_decay = _GROUPS.check(
+        model_dim=model_dim, unembedding_lr=unembedding_lr, embedding_lr=embedding_lr, matrix_lr=matrix_lr,
+        weight_decay=weight_decay).values()
     buckets: dict[str, list[str]] = {UNEMBEDDING_PREFIX: [], EMBEDDING_PREFIX: [], MUON_PREFIX: []}
     for name, shape in shapes.items():
         if not isinstance(name, str):
@@ -77,8 +84,7 @@ def nanochat_param_groups(shapes: Mapping[str, Sequence[int]], *, model_dim: int
             {"names": buckets[UNEMBEDDING_PREFIX], "lr": lr_u, "initial_lr": lr_u, **adam_common},
             {"names": buckets[EMBEDDING_PREFIX], "lr": lr_e, "initial_lr": lr_e, **adam_common},
         ],
-        "muon": [{"names": buckets[MUON_PREFIX], "lr": matrix_lr, "initial_lr": matrix_lr, "momentum": 0.95,
-                  "nesterov": True, "ns_steps": 5}],
+        "muon": [{"names": buckets[MUON_PREFIX], "lr": matrix_lr, "initial_lr": matrix_lr, **_MUON_GROUP}],
     }
 
 
@@ -101,8 +107,9 @@ def _check_groups(groups: object) -> list[str]:
 
 
 def apply_schedules(groups: Mapping[str, list[dict[str, Any]]], it: int, *, num_iterations: int,
-                    warmup_ratio: float = 0.0, warmdown_ratio: float = 0.2,
-                    final_lr_frac: float = 0.0) -> dict[str, list[dict[str, Any]]]:
+                    warmup_ratio: float = _SCHED.default("warmup_ratio"),
+                    warmdown_ratio: float = _SCHED.default("warmdown_ratio"),
+                    final_lr_frac: float = _SCHED.default("final_lr_frac")) -> dict[str, list[dict[str, Any]]]:
     """S10.3 Every group: lr = initial_lr · lr_multiplier(it) (S4.5); Muon groups: momentum = muon_momentum(it)
     (S4.6, 0.85 -> 0.95 over 300 iterations). Returns new groups; the input is not modified."""
     _check_groups(groups)
@@ -119,9 +126,11 @@ def apply_schedules(groups: Mapping[str, list[dict[str, Any]]], it: int, *, num_
 
 
 def train_step(params: Mapping[str, Any], micro_grads: Sequence[Mapping[str, Any]], states: Mapping[str, Mapping],
-               groups: Mapping[str, list[dict[str, Any]]], *, it: int, num_iterations: int, grad_clip: float = 1.0,
-               warmup_ratio: float = 0.0, warmdown_ratio: float = 0.2,
-               final_lr_frac: float = 0.0) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, Any]]:
+               groups: Mapping[str, list[dict[str, Any]]], *, it: int, num_iterations: int,
+               grad_clip: float = _STEP.default("grad_clip"), warmup_ratio: float = _STEP.default("warmup_ratio"),
+               warmdown_ratio: float = _STEP.default("warmdown_ratio"),
+               final_lr_frac: float = _STEP.default("final_lr_frac")
+               ) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, Any]]:
     """S10.4 One base_train step.
 
     g = Σ_k (micro_grads[k] / K), summed in k order (each micro-loss divided by grad_accum_steps = K);
@@ -132,7 +141,7 @@ def train_step(params: Mapping[str, Any], micro_grads: Sequence[Mapping[str, Any
     "grads": {name: None}} (zero_grad(set_to_none=True)).
     """
     names = _check_groups(groups)
-    grad_clip = require_nonnegative("grad_clip", grad_clip)
+    grad_clip = _STEP.check(grad_clip=grad_clip)["grad_clip"]
     if not isinstance(params, Mapping) or set(params) != set(names):
         raise ValueError("params must be a dict with exactly the parameter names listed in groups")
     ps = {n: as_float64_array(f"params[{n!r}]", p) for n, p in params.items()}
@@ -164,12 +173,13 @@ def train_step(params: Mapping[str, Any], micro_grads: Sequence[Mapping[str, Any
             new_params[n], new_states[n] = adamw(ps[n], acc[n], states.get(n, {}), lr=g["lr"],
                                                  betas=g.get("betas", NANOCHAT_ADAMW["betas"]),
                                                  eps=g.get("eps", NANOCHAT_ADAMW["eps"]),
-                                                 weight_decay=g.get("weight_decay", 0.0))
+                                                 weight_decay=g.get("weight_decay", NANOCHAT_ADAMW["weight_decay"]))
     for g in sched["muon"]:
         for n in g["names"]:
             new_params[n], new_states[n] = muon(ps[n], acc[n], states.get(n, {}), lr=g["lr"],
-                                                momentum=g["momentum"], nesterov=g.get("nesterov", True),
-                                                ns_steps=g.get("ns_steps", 5))
+                                                momentum=g["momentum"],
+                                                nesterov=g.get("nesterov", _MUON_GROUP["nesterov"]),
+                                                ns_steps=g.get("ns_steps", _MUON_GROUP["ns_steps"]))
     info = {"grad_norm": grad_norm, "lr_multiplier": lr_multiplier(it, num_iterations=num_iterations,
                                                                    warmup_ratio=warmup_ratio,
                                                                    warmdown_ratio=warmdown_ratio,

@@ -6,26 +6,19 @@ dimension of a ``(..., m, n)`` array as a batch of independent matrices.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
 
-from ._checks import as_float64_array, require_int, require_positive, require_real
+from optconform import spec
+from optconform.spec import NS_COEFFICIENTS
+
+from ._checks import as_float64_array
 
 __all__ = ["NS_COEFFICIENTS", "polar_factor", "zeropower", "ns_singular_value_map"]
 
-#: (a, b, c) of the seed's quintic p(s) = a s + b s³ + c s⁵ (nanochat/muon.py).
-NS_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
-
-
-def _coefficients(value: object) -> tuple[float, float, float]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
-        raise ValueError(f"coefficients must be a sequence of 3 finite real numbers (a, b, c); got {value!r}")
-    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
-        raise ValueError(f"coefficients must be a sequence of 3 finite real numbers (a, b, c); got {value!r}")
-    a, b, c = (require_real("coefficients", v) for v in value)
-    return a, b, c
+_ZP = spec.hyper("S6.2")
+_MAP = spec.hyper("S6.3")
 
 
 def _mT(x: np.ndarray) -> np.ndarray:
@@ -56,8 +49,9 @@ def _frobenius_norm(x: np.ndarray) -> np.ndarray:
     return scale * np.sqrt(np.sum((x / safe) ** 2, axis=(-2, -1), keepdims=True))
 
 
-def zeropower(G: object, steps: int = 5, *, coefficients: Sequence[float] = NS_COEFFICIENTS,
-              eps: float = 1e-7) -> np.ndarray:
+def zeropower(G: object, steps: int = _ZP.default("steps"), *,
+              coefficients: Sequence[float] = _ZP.default("coefficients"), eps: float = _ZP.default("eps")
+              ) -> np.ndarray:
     """S6.2 Newton–Schulz quintic of the seed (``zeropower_via_newtonschulz5``) in float64.
 
     X = G, transposed when m > n; X ← X / (‖X‖_F + eps) per matrix; then ``steps`` times
@@ -65,9 +59,8 @@ def zeropower(G: object, steps: int = 5, *, coefficients: Sequence[float] = NS_C
     becomes p∘…∘p(σ / (‖G‖_F + eps)) with p(s) = a s + b s³ + c s⁵ (S6.3); singular vectors are kept.
     """
     g = as_float64_array("G", G, min_ndim=2)
-    steps = require_int("steps", steps, minimum=0)
-    a, b, c = _coefficients(coefficients)
-    eps = require_positive("eps", eps)
+    h = _ZP.check(steps=steps, coefficients=coefficients, eps=eps)
+    steps, (a, b, c), eps = h["steps"], h["coefficients"], h["eps"]
     if g.size == 0:
         return np.zeros(g.shape)
     transposed = g.shape[-2] > g.shape[-1]
@@ -81,15 +74,15 @@ def zeropower(G: object, steps: int = 5, *, coefficients: Sequence[float] = NS_C
     return np.ascontiguousarray(_mT(x) if transposed else x)
 
 
-def ns_singular_value_map(s: object, steps: int = 5, *,
-                          coefficients: Sequence[float] = NS_COEFFICIENTS) -> np.ndarray:
+def ns_singular_value_map(s: object, steps: int = _MAP.default("steps"), *,
+                          coefficients: Sequence[float] = _MAP.default("coefficients")) -> np.ndarray:
     """S6.3 The scalar map p∘…∘p (``steps`` times), p(s) = a s + b s³ + c s⁵, elementwise on ``s``.
 
     This is what ``zeropower`` does to each normalised singular value s = σ / (‖G‖_F + eps).
     """
     x = as_float64_array("s", s)
-    steps = require_int("steps", steps, minimum=0)
-    a, b, c = _coefficients(coefficients)
+    h = _MAP.check(steps=steps, coefficients=coefficients)
+    steps, (a, b, c) = h["steps"], h["coefficients"]
     for _ in range(steps):
         x2 = x * x
         x = x * (a + x2 * (b + c * x2))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 
-from ._checks import require_int, require_nonnegative, require_positive, require_unit_interval
+from optconform import spec
+from optconform.spec.checks import MAX_COUNT
 
 __all__ = [
     "MAX_COUNT",
@@ -25,21 +26,13 @@ __all__ = [
     "muon_momentum",
 ]
 
-MAX_COUNT = 2**53
-"""Largest accepted value of any integer counter: the largest n with every int <= n exact in float64."""
-
-
-def _require_count(name: str, value: object, *, minimum: int) -> int:
-    v = require_int(name, value, minimum=minimum)
-    if v > MAX_COUNT:
-        raise ValueError(f"{name} must be an integer in [{minimum}, 2**53]; got {value!r}")
-    return v
+_CONSTANT, _STEP_DECAY, _EXP_DECAY, _INV_DECAY, _LR_MULT, _MUON_MOM = (
+    spec.hyper(c) for c in ("S4.1", "S4.2", "S4.3", "S4.4", "S4.5", "S4.6"))
 
 
 def constant_lr(step: int, *, lr: float) -> float:
     """S4.1: ``lr`` at every ``step`` (``step`` integer >= 0, ``lr`` finite and > 0)."""
-    _require_count("step", step, minimum=0)
-    return require_positive("lr", lr)
+    return _CONSTANT.check(step=step, lr=lr)["lr"]
 
 
 def step_decay_lr(step: int, *, initial_lr: float, decay_rate: float, decay_steps: int) -> float:
@@ -48,10 +41,8 @@ def step_decay_lr(step: int, *, initial_lr: float, decay_rate: float, decay_step
     Domain: ``step`` integer >= 0, ``initial_lr`` > 0, ``decay_rate`` in (0, 1] (a decay; 0 would
     make the schedule vanish after the first plateau), ``decay_steps`` integer >= 1.
     """
-    step = _require_count("step", step, minimum=0)
-    initial_lr = require_positive("initial_lr", initial_lr)
-    decay_rate = require_unit_interval("decay_rate", decay_rate, closed_left=False)
-    decay_steps = _require_count("decay_steps", decay_steps, minimum=1)
+    h = _STEP_DECAY.check(step=step, initial_lr=initial_lr, decay_rate=decay_rate, decay_steps=decay_steps)
+    step, initial_lr, decay_rate, decay_steps = (h[k] for k in _STEP_DECAY.names)
     return initial_lr * (decay_rate ** (step // decay_steps))
 
 
@@ -60,9 +51,7 @@ def exponential_decay_lr(step: int, *, initial_lr: float, decay_rate: float) -> 
 
     Domain: ``step`` integer >= 0, ``initial_lr`` > 0, ``decay_rate`` finite and >= 0.
     """
-    step = _require_count("step", step, minimum=0)
-    initial_lr = require_positive("initial_lr", initial_lr)
-    decay_rate = require_nonnegative("decay_rate", decay_rate)
+    step, initial_lr, decay_rate = _EXP_DECAY.check(step=step, initial_lr=initial_lr, decay_rate=decay_rate).values()
     return initial_lr * math.exp(-decay_rate * step)
 
 
@@ -71,14 +60,13 @@ def inverse_time_decay_lr(step: int, *, initial_lr: float, decay_rate: float) ->
 
     Domain: ``step`` integer >= 0, ``initial_lr`` > 0, ``decay_rate`` finite and >= 0.
     """
-    step = _require_count("step", step, minimum=0)
-    initial_lr = require_positive("initial_lr", initial_lr)
-    decay_rate = require_nonnegative("decay_rate", decay_rate)
+    step, initial_lr, decay_rate = _INV_DECAY.check(step=step, initial_lr=initial_lr, decay_rate=decay_rate).values()
     return initial_lr / (1 + decay_rate * step)
 
 
-def lr_multiplier(it: int, *, num_iterations: int, warmup_ratio: float = 0.0, warmdown_ratio: float = 0.2,
-                  final_lr_frac: float = 0.0) -> float:
+def lr_multiplier(it: int, *, num_iterations: int, warmup_ratio: float = _LR_MULT.default("warmup_ratio"),
+                  warmdown_ratio: float = _LR_MULT.default("warmdown_ratio"),
+                  final_lr_frac: float = _LR_MULT.default("final_lr_frac")) -> float:
     """S4.5: nanochat's warmup / constant / warmdown multiplier, exactly the seed's ``get_lr_multiplier``.
 
     ``warmup_iters = round(warmup_ratio * num_iterations)`` and likewise ``warmdown_iters`` (Python
@@ -94,13 +82,9 @@ def lr_multiplier(it: int, *, num_iterations: int, warmup_ratio: float = 0.0, wa
     extrapolates the warmdown line below ``final_lr_frac`` (negative for ``final_lr_frac = 0``) and,
     when ``warmdown_iters == 0``, divides by zero.
     """
-    num_iterations = _require_count("num_iterations", num_iterations, minimum=0)
-    it = _require_count("it", it, minimum=0)
-    if it > num_iterations:
-        raise ValueError(f"it must be <= num_iterations ({num_iterations}); got {it!r}")
-    warmup_ratio = require_unit_interval("warmup_ratio", warmup_ratio)
-    warmdown_ratio = require_unit_interval("warmdown_ratio", warmdown_ratio)
-    final_lr_frac = require_unit_interval("final_lr_frac", final_lr_frac)
+    h = _LR_MULT.check(num_iterations=num_iterations, it=it, warmup_ratio=warmup_ratio,
+                       warmdown_ratio=warmdown_ratio, final_lr_frac=final_lr_frac)
+    num_iterations, it, warmup_ratio, warmdown_ratio, final_lr_frac = (h[k] for k in _LR_MULT.names)
 
     warmup_iters = round(warmup_ratio * num_iterations)
     warmdown_iters = round(warmdown_ratio * num_iterations)
@@ -113,15 +97,13 @@ def lr_multiplier(it: int, *, num_iterations: int, warmup_ratio: float = 0.0, wa
         return progress * 1.0 + (1 - progress) * final_lr_frac
 
 
-def muon_momentum(it: int, *, start: float = 0.85, end: float = 0.95, ramp_steps: int = 300) -> float:
+def muon_momentum(it: int, *, start: float = _MUON_MOM.default("start"), end: float = _MUON_MOM.default("end"),
+                  ramp_steps: int = _MUON_MOM.default("ramp_steps")) -> float:
     """S4.6: ``frac = min(it / ramp_steps, 1)``; ``(1 - frac) * start + frac * end`` (seed get_muon_momentum).
 
     Domain: ``it`` integer >= 0; ``start`` and ``end`` in [0, 1) (they are momenta, S7.2);
     ``ramp_steps`` integer >= 1. Equals ``end`` exactly for ``it >= ramp_steps``.
     """
-    it = _require_count("it", it, minimum=0)
-    start = require_unit_interval("start", start, closed_right=False)
-    end = require_unit_interval("end", end, closed_right=False)
-    ramp_steps = _require_count("ramp_steps", ramp_steps, minimum=1)
+    it, start, end, ramp_steps = _MUON_MOM.check(it=it, start=start, end=end, ramp_steps=ramp_steps).values()
     frac = min(it / ramp_steps, 1)
     return (1 - frac) * start + frac * end

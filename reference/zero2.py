@@ -19,18 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import (
-    as_float64_array,
-    require_bool,
-    require_int,
-    require_nonnegative,
-    require_same_shape,
-    require_unit_interval,
-)
+from optconform import spec
+
+from ._checks import as_float64_array, require_int, require_same_shape
 from .adam import adamw
 from .muon import muon
 
 __all__ = ["mean_gradient", "muon_shape_groups", "muon_owner", "adamw_row_shard", "dist_muon", "dist_adamw"]
+
+
+_MUON, _ADAMW = spec.hyper("S9.4"), spec.hyper("S9.5")
 
 
 def _is_list(value: object) -> bool:
@@ -127,8 +125,9 @@ def _rank_mean(rank_grads: Sequence[Sequence[Any]], i: int, shape: tuple[int, ..
 
 
 def dist_muon(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_states: Sequence[Mapping],
-              *, lr: float, momentum: float = 0.95, nesterov: bool = True,
-              ns_steps: int = 5) -> tuple[list[np.ndarray], list[dict]]:
+              *, lr: float = _MUON.default("lr"), momentum: float = _MUON.default("momentum"),
+              nesterov: bool = _MUON.default("nesterov"),
+              ns_steps: int = _MUON.default("ns_steps")) -> tuple[list[np.ndarray], list[dict]]:
     """S9.4 One DistMuon step on W = len(rank_grads) ranks.
 
     Parameters must be 2-D (the seed asserts ``p.ndim == 2``). Ownership: within each shape group of
@@ -138,10 +137,8 @@ def dist_muon(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_s
     for exactly the parameters rank r owns (after the first step). Any number of parameters and any W >= 1.
     """
     ps, w = _check_inputs(params, rank_grads, rank_states, ndim=2)
-    lr = require_nonnegative("lr", lr)
-    momentum = require_unit_interval("momentum", momentum, closed_right=False)
-    nesterov = require_bool("nesterov", nesterov)
-    ns_steps = require_int("ns_steps", ns_steps, minimum=0)
+    lr, momentum, nesterov, ns_steps = _MUON.check(lr=lr, momentum=momentum, nesterov=nesterov,
+                                                   ns_steps=ns_steps).values()
     owned: list[set[int]] = [set() for _ in range(w)]
     for _, idxs in muon_shape_groups([p.shape for p in ps]):
         for j, i in enumerate(idxs):
@@ -159,9 +156,10 @@ def dist_muon(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_s
 
 
 def dist_adamw(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_states: Sequence[Mapping],
-               *, lr: float, betas: Sequence[float] = (0.8, 0.95), eps: float = 1e-10, weight_decay: float = 0.0,
-               lr_muls: Sequence[float] | None = None,
-               wd_muls: Sequence[float] | None = None) -> tuple[list[np.ndarray], list[dict]]:
+               *, lr: float = _ADAMW.default("lr"), betas: Sequence[float] = _ADAMW.default("betas"),
+               eps: float = _ADAMW.default("eps"), weight_decay: float = _ADAMW.default("weight_decay"),
+               lr_muls: Sequence[float] | None = _ADAMW.default("lr_muls"),
+               wd_muls: Sequence[float] | None = _ADAMW.default("wd_muls")) -> tuple[list[np.ndarray], list[dict]]:
     """S9.5 One DistAdamW step on W = len(rank_grads) ranks.
 
     Rank r owns rows ``adamw_row_shard(dim0, W, r)`` of every parameter (0-D parameters: dim0 = 1, the
@@ -171,10 +169,10 @@ def dist_adamw(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_
     for parameters where rank r owns at least one row. dim0 need not be divisible by W; dim0 < W allowed.
     """
     ps, w = _check_inputs(params, rank_grads, rank_states, ndim=None)
-    lr_muls = _check_muls("lr_muls", lr_muls, len(ps))
-    wd_muls = _check_muls("wd_muls", wd_muls, len(ps))
     # validate the hyperparameters once even when no rank owns anything
-    adamw(np.zeros(()), np.zeros(()), {}, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    h = _ADAMW.check(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, lr_muls=lr_muls, wd_muls=wd_muls)
+    lr_muls = _check_muls("lr_muls", h["lr_muls"], len(ps))
+    wd_muls = _check_muls("wd_muls", h["wd_muls"], len(ps))
     shards = [[adamw_row_shard(p.shape[0] if p.ndim else 1, w, r) for r in range(w)] for p in ps]
     owned = [{i for i in range(len(ps)) if shards[i][r][1] > shards[i][r][0]} for r in range(w)]
     _check_owned(rank_states, owned)
@@ -200,8 +198,9 @@ def dist_adamw(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_
 
 
 def _check_muls(name: str, muls: Sequence[float] | None, n: int) -> list[float]:
+    """The validated per-parameter multipliers (None: all 1.0) with their length checked against n."""
     if muls is None:
         return [1.0] * n
-    if not _is_list(muls) or len(muls) != n:
-        raise ValueError(f"{name} must be None or a list of {n} numbers, one per parameter; got {muls!r}")
-    return [require_nonnegative(f"{name}[{i}]", m) for i, m in enumerate(muls)]
+    if len(muls) != n:
+        raise ValueError(f"{name} must be None or a list of {n} numbers, one per parameter; got {list(muls)!r}")
+    return list(muls)
