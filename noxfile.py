@@ -78,6 +78,14 @@ def golden(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON[0])
+def docs(session: nox.Session) -> None:
+    """Re-render the registry's generated blocks in SPEC.md and README.md (``-- --check`` to compare only)."""
+    session.install("--no-deps", "--force-reinstall", ".")
+    check = "--check" in session.posargs
+    session.run("python", "-m", "optconform.spec.docs", "--check" if check else "--write", "SPEC.md", "README.md")
+
+
+@nox.session(python=PYTHON[0])
 def stress(session: nox.Session) -> None:
     """The multi-process tests (harness, DistMuon/DistAdamW, torchrun example) 50 times in a row
     (``-- N`` for another count); outside CI."""

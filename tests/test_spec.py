@@ -1,4 +1,5 @@
-"""SPEC.md is walkable: every clause names reference functions that exist and that the tests exercise."""
+"""SPEC.md is walkable and in step with the spec registry: every clause heading is the registry's, every
+generated block is current, and every clause names reference functions that exist and that the tests exercise."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+
+from optconform import spec
+from optconform.spec import docs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = (ROOT / "SPEC.md").read_text(encoding="utf-8")
@@ -28,6 +32,30 @@ def _clauses() -> list[tuple[str, str, str]]:
 
 # S1 states conventions (numbers, state, errors), not functions; every later clause is a function clause.
 CLAUSES = [c for c in _clauses() if not c[0].startswith("S1.")]
+
+
+def test_clause_headings_are_the_registrys():
+    """SPEC.md's function-clause headings, in order, are exactly the registry's (ids, functions, titles)."""
+    headings = [m.group(0)[4:] for m in CLAUSE_RE.finditer(SPEC) if not m.group(1).startswith("S1.")]
+    assert headings == [c.heading for c in spec.CLAUSES]
+
+
+@pytest.mark.parametrize("name", ["SPEC.md", "README.md"])
+def test_generated_blocks_are_current(name):
+    text = (ROOT / name).read_text(encoding="utf-8")
+    blocks = docs.BLOCKS if name == "SPEC.md" else {"protocol"}
+    present = set(re.findall(r"<!-- generated: ([a-z-]+) -->", text))
+    assert present == set(blocks), f"{name} must hold the generated blocks {sorted(blocks)}"
+    stale = docs.stale_blocks(text)
+    assert not stale, f"{name}: stale generated blocks {stale}; run nox -s docs"
+
+
+def test_clause_body_names_the_registrys_reference_function():
+    bodies = {c[0]: c[2] for c in CLAUSES}
+    for c in spec.CLAUSES:
+        body = bodies[c.id]
+        named = re.search(rf"reference:.*\b{c.name}\b", body, re.I | re.S)
+        assert f"optconform.reference.{c.module}." in body and named, f"{c.id} must name {c.reference}"
 
 
 def test_clauses_are_numbered_uniquely_and_in_order():
