@@ -1,47 +1,26 @@
-"""Running DistMuon / DistAdamW trajectories on real process groups for the S9 conformance cases.
+"""Running distributed trajectories on real process groups for the S9 conformance cases.
 
-One spawn per world size runs every distributed trajectory on every rank (starting W processes costs
-seconds; the steps cost milliseconds). Each rank builds the same initial parameters, sets ``p.grad`` to
-its own gradients, sets the group hyperparameters before each step, calls ``step()``, and returns the
-parameters after every step plus, at the end, the state tensors it keeps under torch.optim's names
-(``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``, ``step``), which is how ownership is checked.
+One spawn per (optimizer, world size) runs every trajectory on every rank (starting W processes costs
+seconds; the steps cost milliseconds). Each rank replays the trajectory with :func:`stepping.step_through`
+(its own gradients) and returns what it recorded, including the state it keeps under torch.optim's names,
+which is how ownership and memory are judged. A trajectory whose constructor or step raises
+``optconform.spec.Unsupported`` on a rank is recorded as ``{"unsupported": reason}`` and the next one runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict
 
-import numpy as np
-
-STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "step")
+from .stepping import Trajectory, case_dtype, step_through
 
 
-@dataclass
-class DistTrajectory:
-    kind: str  # "DistMuon" | "DistAdamW"
-    case_id: str
-    params0: list[np.ndarray]
-    rank_grads: list[list[list[np.ndarray]]]  # [step][rank][param]
-    per_step: list[dict]
-    hyper: dict
-    attrs: list[dict] = field(default_factory=list)
-    expected: list[list[np.ndarray]] | None = None  # golden params after each step
-
-    @property
-    def steps(self) -> int:
-        return len(self.rank_grads)
-
-
-def _f64(t) -> np.ndarray:
-    return t.detach().to("cpu").double().numpy().copy()
-
-
-def run_rank(rank: int, world_size: int, target_spec: str, trajectories: list[DistTrajectory],
+def run_rank(rank: int, world_size: int, target_spec: str, trajectories: list[Trajectory],
              device: str) -> list[dict]:
     """The per-rank body (module level, so spawned children can import it)."""
     import torch
 
-    from .replay import case_dtype
+    from optconform.spec import Unsupported
+
     from .target import load_target
 
     target = load_target(target_spec)
@@ -49,30 +28,16 @@ def run_rank(rank: int, world_size: int, target_spec: str, trajectories: list[Di
     out = []
     for traj in trajectories:
         ctor = target.get(traj.kind)
-        arrays = list(traj.params0) + [g for step in traj.rank_grads for g in step[rank]]
-        dtype = case_dtype(arrays, squares=traj.kind == "DistAdamW")
-        params = [torch.nn.Parameter(torch.as_tensor(p0, dtype=dtype, device=dev).clone()) for p0 in traj.params0]
-        for p, attrs in zip(params, traj.attrs or [{}] * len(params), strict=True):
-            for k, v in attrs.items():
-                setattr(p, k, v)
-        opt = ctor(params, **traj.hyper)
-        rec = dict(case_id=traj.case_id, before=[], grads=[], after=[])
-        for t in range(traj.steps):
-            rec["before"].append([_f64(p) for p in params])
-            for p, g in zip(params, traj.rank_grads[t][rank], strict=True):
-                p.grad = torch.as_tensor(g, dtype=dtype, device=dev).clone()
-            rec["grads"].append([_f64(p.grad) for p in params])
-            for group in opt.param_groups:
-                group.update(traj.per_step[t])
-            opt.step()
-            rec["after"].append([_f64(p) for p in params])
-        rec["state"] = [{k: _f64(torch.as_tensor(v)) for k, v in opt.state.get(p, {}).items()
-                         if k in STATE_KEYS} for p in params]
-        out.append(rec)
+        dtype = case_dtype(traj.arrays(rank), squares=traj.kind == "DistAdamW")
+        try:
+            rec = asdict(step_through(ctor, traj, device=dev, dtype=dtype, rank=rank))
+        except Unsupported as exc:
+            rec = {"unsupported": str(exc) or type(exc).__name__}
+        out.append(dict(rec, case_id=traj.case_id))
     return out
 
 
-def run_all(target_spec: str, trajectories: list[DistTrajectory], world_size: int, *, device: str,
+def run_all(target_spec: str, trajectories: list[Trajectory], world_size: int, *, device: str,
             timeout_s: float) -> list[list[dict]]:
     """Every trajectory on ``world_size`` ranks; returns ``[rank][trajectory]`` records."""
     from .spawn import run_distributed

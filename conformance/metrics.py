@@ -33,6 +33,16 @@ def rel_fro_error(actual, expected) -> float:
     return num / den if den > 0.0 else num
 
 
+def scaled_norm(arrays) -> float:
+    """sqrt(Σ x²) over every element of every array, computed on x / max|x| so that no square over- or
+    underflows (entries from 1e-300 to 1e300): the clipping total of S5.1."""
+    xs = [to_float64(a).ravel() for a in arrays]
+    amax = max((float(np.max(np.abs(x))) for x in xs if x.size), default=0.0)
+    if amax == 0.0:
+        return 0.0
+    return amax * float(np.sqrt(sum(float(np.sum((x / amax) ** 2)) for x in xs)))
+
+
 def max_abs_error(actual, expected) -> float:
     """max |actual − expected| over all elements (0.0 for empty arrays)."""
     a, e = to_float64(actual), to_float64(expected)

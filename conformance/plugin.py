@@ -1,56 +1,201 @@
 """The optconform pytest plugin (registered through the ``pytest11`` entry point).
 
-It adds the command-line options, the ``target`` / ``verdict`` / ``device`` fixtures used by the
-conformance cases (``optconform.conformance.cases``), gathers every case's verdict, prints the
-per-clause summary table, and writes ``--report-json`` / ``--report-md``. It is inert for test
-items that carry no ``clause`` marker, so it does not disturb other test suites.
+It is inert in every pytest session that does not run the suite's cases: it adds its command-line options
+only when the arguments name ``optconform.conformance.cases`` (``--pyargs``), a path inside that package,
+or the plugin itself (``-p optconform.conformance.plugin``), so ``--target``, ``--device`` or ``--seed``
+never clash with a user's own conftest in their own test runs. When the suite runs and another plugin or
+conftest already owns one of the short names, that option is available as ``--optconform-<name>`` only
+(every option always has that long form).
+
+When active it gathers every case's verdict (per check: clause, level, metric, value, tolerance), prints
+the per-clause table with one verdict per level, writes ``--report-json`` / ``--report-md`` and decides,
+through ``--require``, which levels fail the run. A target's exception counts at the case's level;
+``optconform.spec.Unsupported`` makes the case *unsupported*. The fixtures the cases use live in
+``optconform/conformance/cases/conftest.py``.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .report import NOT_PROVIDED_PREFIX, PROPERTY_KEY, CaseRecord, Report, Verdict
-from .target import DEFAULT_TARGET, ENV_VAR, Target, load_target
+from optconform import spec
+from optconform.spec import Unsupported
+from optconform.spec.levels import LEVELS, parse_levels
+
+from .report import PROPERTY_KEY, UNSUPPORTED_PREFIX, CaseRecord, Report, Verdict, VerdictFailure
+from .target import DEFAULT_TARGET, ENV_VAR, Target, TargetError, load_target
 
 CLAUSE_KEY = "optconform_clause"
+SUITE = "optconform.conformance.cases"
+PLUGIN = "optconform.conformance.plugin"
+_ACTIVE = pytest.StashKey[bool]()
 _REPORT = pytest.StashKey[Report]()
+_CLASHES = pytest.StashKey[list]()
+_TARGET = pytest.StashKey[Target]()
+_REPORT_OPTIONS = ("--report-json", "--report-md")
+
+#: name -> (dest, argparse keyword arguments); each is registered as --<name> (when free) and --optconform-<name>
+OPTIONS: dict[str, dict[str, Any]] = {
+    "target": dict(default=None, metavar="SPEC",
+                   help=f"implementation under test, 'package.module' or 'package.module:attribute' "
+                        f"(default: ${ENV_VAR} or {DEFAULT_TARGET})"),
+    "require": dict(default="core", metavar="LEVELS",
+                    help=f"verdict levels that fail the run: 'all' or a comma-separated subset of {', '.join(LEVELS)} "
+                         "(default core; the others are reported, with evidence, without failing it)"),
+    "device": dict(default="cpu", choices=("cpu", "cuda"), help="device for tensors (default cpu)"),
+    "world-sizes": dict(default="1,2,3,4",
+                        help="comma-separated world sizes for the distributed cases (default 1,2,3,4; '' skips them)"),
+    "dist-timeout": dict(type=float, default=120.0,
+                         help="seconds before a distributed case's process group is declared hung (default 120)"),
+    "strict-numerics": dict(action="store_true", default=False,
+                            help="demand float32-level agreement everywhere (bf16 Newton–Schulz targets fail)"),
+    "seed": dict(type=int, default=None,
+                 help="seed of the live random cases (default: fresh each run, fixed 0 under the 'ci' hypothesis "
+                      "profile; printed in the header and the reports so a failure can be replayed)"),
+    "report-json": dict(default=None, metavar="PATH", help="write the verdicts as JSON"),
+    "report-md": dict(default=None, metavar="PATH", help="write the verdicts as Markdown"),
+}
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("optconform", "optconform conformance suite")
-    g.addoption("--target", default=None,
-                help=f"implementation under test, 'package.module' or 'package.module:attribute' "
-                     f"(default: ${ENV_VAR} or {DEFAULT_TARGET})")
-    g.addoption("--device", default="cpu", choices=("cpu", "cuda"), help="device for tensors (default cpu)")
-    g.addoption("--world-sizes", default="1,2,3,4",
-                help="comma-separated world sizes for the distributed cases (default 1,2,3,4; '' skips them)")
-    g.addoption("--dist-timeout", type=float, default=120.0,
-                help="seconds before a distributed case's process group is declared hung (default 120)")
-    g.addoption("--strict-numerics", action="store_true", default=False,
-                help="demand float32-level agreement everywhere (bf16 Newton–Schulz targets will fail); "
-                     "pytest itself owns --strict")
-    g.addoption("--seed", type=int, default=None,
-                help="seed of the live random cases (default: fresh each run, fixed 0 under the 'ci' hypothesis "
-                     "profile; printed in the header and the reports so a failure can be replayed)")
-    g.addoption("--report-json", default=None, metavar="PATH", help="write the verdicts as JSON")
-    g.addoption("--report-md", default=None, metavar="PATH", help="write the verdicts as Markdown")
+def _dest(name: str) -> str:
+    return "optconform_" + name.replace("-", "_")
+
+
+def option(config: pytest.Config, name: str) -> Any:
+    """The value of the suite's option ``name`` (e.g. ``"world-sizes"``)."""
+    return config.getoption(_dest(name))
+
+
+def active(config: pytest.Config) -> bool:
+    """Whether this session runs the suite (the plugin's options and hooks are live)."""
+    return config.stash.get(_ACTIVE, False)
+
+
+# --------------------------------------------------------------------------------------- activation
+
+
+def _cases_dir() -> Path | None:
+    import importlib.util
+
+    found = importlib.util.find_spec(SUITE)
+    return Path(next(iter(found.submodule_search_locations))).resolve() if found and found.submodule_search_locations \
+        else None
+
+
+def _suite_requested(config: pytest.Config, args: Sequence[str]) -> bool:
+    ns = config.known_args_namespace
+    if any(p.strip() == PLUGIN for p in (getattr(ns, "plugins", None) or [])):
+        return True
+    cases = None
+    for arg in args:
+        text = str(arg)
+        if text.startswith("-"):
+            continue
+        head = text.split("::")[0]
+        if head == SUITE or head.startswith(SUITE + "."):
+            return True
+        path = config.invocation_params.dir / head
+        if path.exists():
+            cases = cases or _cases_dir()
+            if cases is not None and (path.resolve() == cases or cases in path.resolve().parents):
+                return True
+    return False
+
+
+def _taken(parser: pytest.Parser) -> set[str]:
+    groups = [parser._anonymous, *parser._groups]  # noqa: SLF001 - pytest has no public listing of options
+    return {n for g in groups for o in g.options for n in o.names()}
+
+
+def _add_options(parser: pytest.Parser) -> list[str]:
+    """Register the suite's options; returns the short names that another plugin or conftest already owns."""
+    taken = _taken(parser)
+    group = parser.getgroup("optconform", "optconform conformance suite")
+    clashes = []
+    for name, kwargs in OPTIONS.items():
+        flags = [f"--optconform-{name}"]
+        if f"--{name}" in taken:
+            clashes.append(f"--{name}")
+        else:
+            flags.insert(0, f"--{name}")
+        group.addoption(*flags, dest=_dest(name), **kwargs)
+    return clashes
+
+
+def _split_report_values(args: Sequence[str]) -> list[str]:
+    """Values given as ``--report-json PATH`` (with a space): pytest's first pass took them for test paths."""
+    flags = set(_REPORT_OPTIONS) | {f"--optconform-{o[2:]}" for o in _REPORT_OPTIONS}
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a in flags]
+
+
+def _fix_rootdir(config: pytest.Config, args: Sequence[str]) -> None:
+    """Undo the rootdir that pytest's first pass anchored on a report path given with a space.
+
+    pytest determines the rootdir before plugins are loaded, from the arguments that look like existing paths;
+    on a rerun the report file exists, so ``--report-json reports/x.json`` made ``reports/`` the rootdir and
+    every test id a ``../..`` path. The rootdir is recomputed from the real test paths (an explicit
+    ``--rootdir`` or a changed ini file are left alone)."""
+    values = set(_split_report_values(args))
+    ns = config.known_args_namespace
+    file_or_dir = list(getattr(ns, "file_or_dir", None) or [])
+    if not values or getattr(ns, "rootdir", None) or not values & set(file_or_dir):
+        return
+    from _pytest.config import findpaths
+
+    kwargs = dict(inifile=getattr(ns, "inifilename", None), override_ini=getattr(ns, "override_ini", None),
+                  args=[a for a in file_or_dir if a not in values], rootdir_cmd_arg=None,
+                  invocation_dir=config.invocation_params.dir)
+    params = inspect.signature(findpaths.determine_setup).parameters
+    try:
+        rootpath, inipath, *_ = findpaths.determine_setup(**{k: v for k, v in kwargs.items() if k in params})
+    except Exception:  # noqa: BLE001 - an unknown pytest version: leave pytest's own choice
+        return
+    if inipath == config.inipath and rootpath != config.rootpath:
+        config._rootpath = rootpath  # noqa: SLF001 - the only way to correct pytest's early choice
+        config._parser.extra_info["rootdir"] = str(rootpath)  # noqa: SLF001
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]):
+    """After the initial conftests are loaded (so their options are known): activate when the suite runs."""
+    result = yield
+    if _suite_requested(early_config, args):
+        early_config.stash[_ACTIVE] = True
+        early_config.stash[_CLASHES] = _add_options(parser)
+        _fix_rootdir(early_config, args)
+    return result
+
+
+# --------------------------------------------------------------------------------------- configuration
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "clause(id, name): the SPEC.md clause a conformance case checks")
-    spec = config.getoption("target") or os.environ.get(ENV_VAR) or DEFAULT_TARGET
-    seed = config.getoption("seed")
+    if not active(config):
+        return
+    config.addinivalue_line("markers", "clause(id): the SPEC.md clause a conformance case checks (optconform.spec)")
+    try:
+        require = parse_levels(option(config, "require"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    target = option(config, "target") or os.environ.get(ENV_VAR) or DEFAULT_TARGET
+    seed = option(config, "seed")
     if seed is None:
         seed = 0 if os.environ.get("OPTCONFORM_HYPOTHESIS_PROFILE") == "ci" else secrets.randbelow(2**31)
-    options = dict(device=config.getoption("device"), world_sizes=config.getoption("world_sizes"),
-                   strict=config.getoption("strict_numerics"), seed=seed)
-    config.stash[_REPORT] = Report(spec, options)
+    options = dict(device=option(config, "device"), world_sizes=option(config, "world-sizes"),
+                   strict=option(config, "strict-numerics"), seed=seed, require=list(require))
+    try:
+        config.stash[_TARGET] = load_target(target)
+    except TargetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_REPORT] = Report(target, options)
     config.pluginmanager.register(_Collector(config.stash[_REPORT]), f"optconform-collector-{id(config)}")
     if options["device"] == "cuda":
         import torch
@@ -59,93 +204,98 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("--device cuda was given but torch.cuda.is_available() is False")
 
 
-def _clause(item: pytest.Item) -> tuple[str, str] | None:
-    m = item.get_closest_marker("clause")
-    return (m.args[0], m.args[1]) if m else None
+def report_of(config: pytest.Config) -> Report:
+    return config.stash[_REPORT]
 
 
-@pytest.fixture(scope="session")
-def target(pytestconfig: pytest.Config) -> Target:
-    """The implementation under test (``--target`` / ``$OPTCONFORM_TARGET`` / ``optconform.impl``)."""
-    return load_target(pytestconfig.stash[_REPORT].target)
+def target_of(config: pytest.Config) -> Target:
+    """The target, loaded (and its capability declaration validated) when the session was configured."""
+    return config.stash[_TARGET]
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if not active(config):
+        return None
     report = config.stash[_REPORT]
-    return f"optconform target: {report.target}; live seed: {report.options['seed']} (replay with --seed)"
+    lines = [f"optconform target: {report.target}; live seed: {report.options['seed']} (replay with --seed); "
+             f"required levels: {', '.join(report.required)}"]
+    clashes = config.stash.get(_CLASHES, [])
+    if clashes:
+        lines.append(f"optconform: {', '.join(clashes)} belong to another plugin or conftest here; use "
+                     + ", ".join(f"--optconform-{c[2:]}" for c in clashes))
+    return lines
 
 
-@pytest.fixture(scope="session")
-def live_seed(pytestconfig: pytest.Config) -> int:
-    """Seed of the live random cases (``--seed``); each case derives its own generator from it."""
-    return int(pytestconfig.stash[_REPORT].options["seed"])
+def clause_of(item: pytest.Item) -> spec.Clause | None:
+    m = item.get_closest_marker("clause")
+    return spec.clause(m.args[0]) if m else None
 
 
-@pytest.fixture
-def live_rng(live_seed: int, request: pytest.FixtureRequest):
-    """A generator seeded from ``--seed`` and the case's node id."""
-    import zlib
-
-    import numpy as np
-
-    return np.random.default_rng([live_seed, zlib.crc32(request.node.nodeid.encode())])
-
-
-@pytest.fixture(scope="session")
-def device(pytestconfig: pytest.Config):
-    import torch
-
-    return torch.device(pytestconfig.getoption("device"))
-
-
-@pytest.fixture(scope="session")
-def strict(pytestconfig: pytest.Config) -> bool:
-    return bool(pytestconfig.getoption("strict_numerics"))
-
-
-@pytest.fixture(scope="session")
-def world_sizes(pytestconfig: pytest.Config) -> list[int]:
-    raw = pytestconfig.getoption("world_sizes").strip()
-    try:
-        sizes = [int(s) for s in raw.split(",") if s.strip()]
-    except ValueError as exc:
-        raise pytest.UsageError(f"--world-sizes must be comma-separated integers; got {raw!r}") from exc
-    if any(w < 1 for w in sizes):
-        raise pytest.UsageError(f"--world-sizes must all be >= 1; got {raw!r}")
-    return sizes
-
-
-@pytest.fixture
-def verdict(request: pytest.FixtureRequest) -> Verdict:
-    """Records the case's comparisons; see :class:`optconform.conformance.report.Verdict`."""
-    clause = _clause(request.node)
-    if clause is None:
-        raise pytest.UsageError(f"{request.node.nodeid} uses the verdict fixture without a clause marker")
-    return Verdict(clause[0], clause[1], request.node.nodeid)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
-    clause = _clause(item)
-    if clause is None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A clause mark must name a registry clause that has a protocol name."""
+    if not active(config):
         return
-    rep = outcome.get_result()
-    rep.user_properties.append((CLAUSE_KEY, clause))
+    for item in items:
+        m = item.get_closest_marker("clause")
+        if m is None:
+            continue
+        try:
+            c = spec.clause(m.args[0])
+        except (KeyError, IndexError) as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+        if c.protocol is None:
+            raise pytest.UsageError(f"{item.nodeid}: clause {c.id} has no protocol name to judge a target by")
+
+
+# --------------------------------------------------------------------------------------- running cases
+
+
+def _verdict_of(item: pytest.Item) -> Verdict | None:
     v = getattr(item, "funcargs", {}).get("verdict")
-    if isinstance(v, Verdict) and call.when == "call":
-        rep.user_properties.append((PROPERTY_KEY, [asdict(c) for c in v.checks]))
+    return v if isinstance(v, Verdict) else None
 
 
-def _status(rep: pytest.TestReport) -> tuple[str, str]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A target's exception counts at the case's level; ``Unsupported`` makes the case unsupported."""
+    if not active(item.config) or clause_of(item) is None:
+        return (yield)
+    try:
+        return (yield)
+    except VerdictFailure:
+        raise
+    except Unsupported as exc:
+        raise pytest.skip.Exception(f"{UNSUPPORTED_PREFIX}: {exc}") from None
+    except Exception as exc:
+        v = _verdict_of(item)
+        if v is None or v.error(exc):
+            raise
+        return None  # recorded as an error at a level the run does not require
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    rep = yield
+    c = clause_of(item) if active(item.config) else None
+    if c is not None:
+        rep.user_properties.append((CLAUSE_KEY, c.id))
+        v = _verdict_of(item)
+        if v is not None and call.when == "call":
+            rep.user_properties.append((PROPERTY_KEY, [asdict(ch) for ch in v.checks]))
+    return rep
+
+
+def _outcome(rep: pytest.TestReport) -> tuple[str, str, str]:
+    """(pytest outcome, one-line reason, full message)."""
     if rep.skipped:
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
-        reason = reason.removeprefix("Skipped: ")
-        return ("not provided" if reason.startswith(NOT_PROVIDED_PREFIX) else "skipped"), reason
+        return "skipped", reason.removeprefix("Skipped: "), ""
     if rep.failed:
         msg = getattr(rep, "longreprtext", "") or str(rep.longrepr)
-        return ("failed" if rep.when == "call" else "error"), msg
-    return "passed", ""
+        first = next((ln.strip() for ln in msg.splitlines() if ln.startswith("E ")), "")
+        first = first.removeprefix("E").strip() or (msg.strip().splitlines() or [""])[-1]
+        return "failed", first, msg
+    return "passed", "", ""
 
 
 class _Collector:
@@ -158,22 +308,22 @@ class _Collector:
         props = dict(report.user_properties)
         if CLAUSE_KEY not in props or (report.when != "call" and report.passed):
             return
-        status, message = _status(report)
-        clause, name = props[CLAUSE_KEY]
-        self.report.add(CaseRecord(report.nodeid, clause, name, status, message,
-                                   list(props.get(PROPERTY_KEY, []))))
+        outcome, reason, message = _outcome(report)
+        c = spec.clause(props[CLAUSE_KEY])
+        self.report.add(CaseRecord.build(report.nodeid, c.id, c.name, outcome, reason, message,
+                                         props.get(PROPERTY_KEY, [])))
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
         report = self.report
         if not report.records:
             return
         tr = terminalreporter
-        tr.section(f"optconform verdict per clause — target {report.target}")
+        tr.section(f"optconform verdict per clause and level — target {report.target}")
         for line in report.table_lines():
             tr.write_line(line)
-        for opt, render in (("report_json", report.to_json), ("report_md", report.to_markdown)):
-            path = config.getoption(opt)
+        for name, render in (("report-json", report.to_json), ("report-md", report.to_markdown)):
+            path = option(config, name)
             if path:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_text(render())
+                Path(path).write_text(render(), encoding="utf-8")
                 tr.write_line(f"wrote {path}")

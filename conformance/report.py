@@ -1,19 +1,33 @@
-"""Verdicts and reports: what each conformance case measured, and the per-clause summary.
+"""Verdicts and reports: what each conformance case measured, per verdict level, and the per-clause summary.
 
-A case records every comparison through :class:`Verdict` (clause, case id, metric, measured
-value, tolerance, and for trajectories the first step that left tolerance). The plugin gathers
-the records from the test reports (so they survive pytest-xdist) into a :class:`Report`.
+A case records every comparison through :class:`Verdict` (clause, case id, metric, measured value,
+tolerance, verdict level, and for trajectories the first step that left tolerance). A failing check fails
+the pytest case only when its level is required (``--require``, default ``core``); failures at other levels
+are recorded with the same evidence. The plugin gathers the records from the test reports (so they survive
+pytest-xdist) into a :class:`Report`, whose table gives each level its own verdict per clause.
+
+Case outcomes (``CaseRecord.status``): ``passed``; ``failed`` (a numeric or exact check missed); ``error`` (the
+target raised, or a rank died); ``mismatch`` (the target's object cannot be called as the protocol says);
+``unsupported`` (the target declared it, or raised ``optconform.spec.Unsupported``); ``not provided`` (the
+protocol name is missing); ``skipped`` (the run did not select it, e.g. a world size).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from optconform import spec
+from optconform.spec.levels import CORE, LEVELS
+
 NOT_PROVIDED_PREFIX = "not provided"
+UNSUPPORTED_PREFIX = "unsupported"
+MISMATCH_PREFIX = "signature mismatch"
 PROPERTY_KEY = "optconform_checks"
+STATUSES = ("passed", "failed", "error", "mismatch", "unsupported", "not provided", "skipped")
+_ORDER = {"passed": 0, "skipped": 1, "not provided": 1, "unsupported": 1, "mismatch": 2, "failed": 3, "error": 4}
 
 
 @dataclass
@@ -23,53 +37,78 @@ class Check:
     value: float
     tolerance: float
     passed: bool
+    level: str = CORE
     first_bad_step: int | None = None
     steps: int | None = None
+    kind: str = "numeric"  # numeric | structure (a count against a bound) | exact | error | protocol
+    message: str = ""
 
     def ratio(self) -> float:
+        if self.kind in ("error", "protocol"):
+            return math.inf
         if self.tolerance == 0.0:
             return 0.0 if self.value == 0.0 else math.inf
         return self.value / self.tolerance
 
+    def describe(self) -> str:
+        """One line: what was measured, against what, at which level."""
+        if self.kind in ("error", "protocol") or (self.kind == "exact" and not self.passed):
+            return f"[{self.level}] {self.case}: {self.message}"
+        where = f" (first left tolerance at step {self.first_bad_step} of {self.steps})" \
+            if self.first_bad_step is not None else ""
+        return (f"[{self.level}] {self.case}: {self.metric} = {self.value:.6g} "
+                f"{'within' if self.passed else 'exceeds'} tolerance {self.tolerance:.3g}{where}")
+
+
+class VerdictFailure(AssertionError):
+    """A check at a required level missed (an AssertionError, so hypothesis shrinks and prints the example)."""
+
 
 class Verdict:
-    """Records the checks of one case and fails the case, with all the evidence, on the first miss."""
+    """Records the checks of one case; raises :class:`VerdictFailure` on the first miss at a required level.
 
-    def __init__(self, clause: str, name: str, nodeid: str) -> None:
+    ``regime(r)`` sets the level the case's numeric checks (and any exception the target raises) belong to;
+    a check may name its level explicitly (ownership checks are ``layout``)."""
+
+    def __init__(self, clause: str, name: str, nodeid: str, required: Sequence[str] = (CORE,)) -> None:
         self.clause, self.name, self.nodeid = clause, name, nodeid
+        self.required = tuple(required)
+        self.level = CORE
+        self.regime_name = "ordinary"
         self.checks: list[Check] = []
 
+    def regime(self, regime: spec.Regime) -> None:
+        """The case's input regime (``spec.clause(...).regime(norms)``): its level applies from here on."""
+        self.level, self.regime_name = regime.level, regime.name
+
     def _keep(self, c: Check) -> None:
-        """Keep one passing record per (case, metric), the worst, and the latest failing one.
+        """Keep one passing record per (case, metric, level), the worst, and the latest failing one.
 
         Hypothesis calls a case many times; this keeps the report to the evidence that matters.
         """
         for i, old in enumerate(self.checks):
-            if (old.case, old.metric, old.passed) == (c.case, c.metric, c.passed):
+            if (old.case, old.metric, old.level, old.passed) == (c.case, c.metric, c.level, c.passed):
                 if not c.passed or c.ratio() >= old.ratio():
                     self.checks[i] = c
                 return
         self.checks.append(c)
 
-    def _fail(self, check: Check) -> None:
-        """Raise AssertionError (an Exception, so hypothesis shrinks it and prints the falsifying example)."""
+    def _record(self, c: Check) -> None:
         __tracebackhide__ = True
-        where = f" (first left tolerance at step {check.first_bad_step} of {check.steps})" \
-            if check.first_bad_step is not None else ""
-        raise AssertionError(f"[{self.clause} {self.name}] case {check.case}: {check.metric} = {check.value:.6g} "
-                             f"exceeds tolerance {check.tolerance:.3g}{where}")
+        self._keep(c)
+        if not c.passed and c.level in self.required:
+            raise VerdictFailure(f"[{self.clause} {self.name}] {c.describe()}")
 
-    def check(self, metric: str, value: float, tolerance: float, *, case: str = "") -> None:
+    def check(self, metric: str, value: float, tolerance: float, *, case: str = "", level: str | None = None,
+              kind: str = "numeric") -> None:
         """Record ``value <= tolerance`` (NaN fails)."""
         __tracebackhide__ = True
         value = float(value)
-        c = Check(case or self.nodeid, metric, value, float(tolerance), bool(value <= tolerance))
-        self._keep(c)
-        if not c.passed:
-            self._fail(c)
+        self._record(Check(case or self.nodeid, metric, value, float(tolerance), bool(value <= tolerance),
+                           level or self.level, kind=kind))
 
     def trajectory(self, metric: str, values: Sequence[float], tolerance: float | Sequence[float], *,
-                   case: str = "") -> None:
+                   case: str = "", level: str | None = None) -> None:
         """Record a per-step metric; fails naming the first step (0-based) whose value left tolerance."""
         __tracebackhide__ = True
         vals = [float(v) for v in values]
@@ -78,24 +117,29 @@ class Verdict:
             raise ValueError(f"tolerance must have one entry per step ({len(vals)}); got {len(tols)}")
         bad = [i for i, (v, t) in enumerate(zip(vals, tols, strict=True)) if not v <= t]
         worst = max(range(len(vals)), key=lambda i: (vals[i] / tols[i]) if tols[i] else math.inf) if vals else 0
-        c = Check(case or self.nodeid, metric, vals[worst] if vals else 0.0, tols[worst] if vals else 0.0,
-                  not bad, bad[0] if bad else None, len(vals))
-        if bad:
-            c.value, c.tolerance = vals[bad[0]], tols[bad[0]]
-        self._keep(c)
-        if bad:
-            self._fail(c)
+        pick = bad[0] if bad else worst
+        self._record(Check(case or self.nodeid, metric, vals[pick] if vals else 0.0, tols[pick] if vals else 0.0,
+                           not bad, level or self.level, bad[0] if bad else None, len(vals)))
 
-    def equal(self, metric: str, actual: object, expected: object, *, case: str = "") -> None:
+    def equal(self, metric: str, actual: object, expected: object, *, case: str = "",
+              level: str | None = None) -> None:
         """Record an exact (non-numeric or bitwise) agreement, e.g. identical parameters on every rank."""
         __tracebackhide__ = True
         ok = actual == expected
-        c = Check(case or self.nodeid, metric, 0.0 if ok else 1.0, 0.0, bool(ok))
-        self._keep(c)
-        if not ok:
-            __tracebackhide__ = True
-            raise AssertionError(f"[{self.clause} {self.name}] case {c.case}: {metric}: got {actual!r}, "
-                                 f"expected {expected!r}")
+        self._record(Check(case or self.nodeid, metric, 0.0 if ok else 1.0, 0.0, bool(ok), level or self.level,
+                           kind="exact", message="" if ok else f"{metric}: got {actual!r}, expected {expected!r}"))
+
+    def error(self, exc: BaseException, *, case: str = "") -> bool:
+        """Record that the target raised ``exc`` at the case's level; True when that level is required."""
+        msg = f"{type(exc).__name__}: {exc}".strip()
+        self._keep(Check(case or self.nodeid, "target raised", math.inf, 0.0, False, self.level, kind="error",
+                         message=msg.splitlines()[0] if msg else type(exc).__name__))
+        return self.level in self.required
+
+    def mismatch(self, message: str) -> bool:
+        """Record a signature mismatch (a ``core`` failure: the clause cannot be judged); True when required."""
+        self._keep(Check(self.nodeid, "signature", math.inf, 0.0, False, CORE, kind="protocol", message=message))
+        return CORE in self.required
 
 
 @dataclass
@@ -103,9 +147,40 @@ class CaseRecord:
     nodeid: str
     clause: str
     name: str
-    status: str  # passed | failed | not provided | skipped | error
-    message: str = ""
+    status: str  # one of STATUSES
+    reason: str = ""  # one line: why it is not a pass (the first failing check, the skip reason, the error)
+    message: str = ""  # the full pytest report text for failures
     checks: list[dict] = field(default_factory=list)
+    levels: dict[str, str] = field(default_factory=dict)  # level -> "passed" | "failed", for levels it judged
+
+    @classmethod
+    def build(cls, nodeid: str, clause: str, name: str, outcome: str, reason: str, message: str,
+              checks: Iterable[dict]) -> CaseRecord:
+        """Derive the status and per-level results from pytest's outcome and the recorded checks."""
+        checks = list(checks)
+        levels: dict[str, str] = {}
+        for c in checks:
+            levels[c["level"]] = "failed" if (not c["passed"] or levels.get(c["level"]) == "failed") else "passed"
+        failing = [Check(**c) for c in checks if not c["passed"]]
+        if outcome == "skipped":
+            status = next((s for s in ("unsupported", "not provided") if reason.startswith(s)), None)
+            status = status or ("mismatch" if reason.startswith(MISMATCH_PREFIX) else "skipped")
+            if status == "mismatch":
+                levels[CORE] = "failed"
+        elif any(c.kind == "protocol" for c in failing):
+            status = "mismatch"
+        elif any(c.kind == "error" for c in failing):
+            status = "error"
+        elif failing:
+            status = "failed"
+        elif outcome == "failed":  # raised outside any check: the case itself broke, at core
+            status = "error"
+            levels[CORE] = "failed"
+        else:
+            status = "passed"
+        if failing and not reason:
+            reason = failing[0].describe()
+        return cls(nodeid, clause, name, status, reason, message, checks, levels)
 
 
 def _clause_key(clause: str) -> tuple:
@@ -114,74 +189,125 @@ def _clause_key(clause: str) -> tuple:
 
 
 class Report:
-    """All case records of one run, the per-clause summary, and its JSON / Markdown forms."""
+    """All case records of one run, the per-clause and per-level summary, and its JSON / Markdown forms."""
 
     def __init__(self, target: str, options: dict) -> None:
         self.target, self.options = target, options
         self.records: dict[str, CaseRecord] = {}
 
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(self.options.get("require", (CORE,)))
+
     def add(self, rec: CaseRecord) -> None:
+        """setup / call / teardown all report: the worst outcome wins, keeping the checks that were recorded."""
         old = self.records.get(rec.nodeid)
-        # setup / call / teardown all report; the worst outcome wins.
-        order = {"passed": 0, "not provided": 1, "skipped": 1, "failed": 2, "error": 3}
-        if old is None or order[rec.status] >= order[old.status]:
-            if old is not None and not rec.checks:
-                rec.checks = old.checks
-            self.records[rec.nodeid] = rec
+        if old is not None:
+            if not rec.checks:
+                rec.checks, rec.levels = old.checks, {**old.levels, **rec.levels}
+            if _ORDER[rec.status] < _ORDER[old.status]:
+                return
+        self.records[rec.nodeid] = rec
 
     def summary(self) -> list[dict]:
-        rows: dict[tuple[str, str], dict] = {}
+        rows: dict[str, dict] = {}
         for r in self.records.values():
-            row = rows.setdefault((r.clause, r.name), dict(clause=r.clause, name=r.name, passed=0, failed=0,
-                                                           not_provided=0, skipped=0, worst=None))
-            key = {"passed": "passed", "failed": "failed", "error": "failed",
-                   "not provided": "not_provided", "skipped": "skipped"}[r.status]
-            row[key] += 1
-            for c in r.checks:
-                ratio = Check(**c).ratio()
-                if row["worst"] is None or ratio > row["worst"]["ratio"]:
-                    row["worst"] = dict(ratio=ratio, metric=c["metric"], value=c["value"],
-                                        tolerance=c["tolerance"], case=c["case"])
-        return [rows[k] for k in sorted(rows, key=lambda k: (_clause_key(k[0]), k[1]))]
+            c = spec.clause(r.clause)
+            row = rows.setdefault(r.clause, dict(
+                clause=r.clause, name=c.name, clause_levels=list(c.levels),
+                levels={lv: dict(cases=0, failed=0, worst=None) for lv in c.levels},
+                counts={s: 0 for s in STATUSES}, reasons={}))
+            row["counts"][r.status] += 1
+            for lv, res in r.levels.items():
+                cell = row["levels"].setdefault(lv, dict(cases=0, failed=0, worst=None))
+                cell["cases"] += 1
+                cell["failed"] += res == "failed"
+            for ch in r.checks:
+                chk = Check(**ch)
+                cell = row["levels"].setdefault(chk.level, dict(cases=0, failed=0, worst=None))
+                if chk.kind in ("structure", "exact") and chk.passed:
+                    continue  # the worst numeric margin is what the column reports
+                if cell["worst"] is None or chk.ratio() > cell["worst"]["ratio"]:
+                    cell["worst"] = dict(ratio=chk.ratio(), metric=chk.metric, value=chk.value,
+                                         tolerance=chk.tolerance, case=chk.case, kind=chk.kind)
+            if r.status not in ("passed", "skipped") and r.reason:
+                key = (r.status, ", ".join(lv for lv in LEVELS if r.levels.get(lv) == "failed"))
+                first = row["reasons"].setdefault(key, [0, r.reason])
+                first[0] += 1
+        out = []
+        for k in sorted(rows, key=_clause_key):
+            row = rows[k]
+            for lv, cell in row["levels"].items():
+                cell["verdict"] = ("—" if not cell["cases"] else "FAIL" if cell["failed"] else "pass")
+                cell["required"] = lv in self.required
+            row["reasons"] = [dict(status=s, levels=lv, cases=n, reason=t)
+                              for (s, lv), (n, t) in row["reasons"].items()]
+            out.append(row)
+        return out
+
+    def passed(self) -> bool:
+        """True when no required level failed anywhere."""
+        return not any(cell["failed"] for row in self.summary() for lv, cell in row["levels"].items()
+                       if lv in self.required)
 
     @staticmethod
-    def verdict_of(row: dict) -> str:
-        if row["failed"]:
-            return "FAIL"
-        if row["passed"]:
-            return "pass"
-        if row["not_provided"]:
-            return "not provided"
-        return "skipped"
+    def _cell(cell: dict | None) -> str:
+        if cell is None:
+            return ""
+        if not cell["cases"]:
+            return "—"
+        return f"FAIL {cell['failed']}/{cell['cases']}" if cell["failed"] else f"pass {cell['cases']}"
 
-    def to_json(self) -> str:
-        return json.dumps(dict(target=self.target, options=self.options, summary=self.summary(),
-                               cases=[asdict(r) for r in self.records.values()]), indent=2, default=str)
+    @staticmethod
+    def _others(counts: dict) -> str:
+        return ", ".join(f"{n} {s}" for s, n in counts.items() if n and s not in ("passed", "failed", "error"))
 
     def table_lines(self) -> list[str]:
-        head = (f"{'clause':<7} {'function':<22} {'verdict':<13} {'pass':>4} {'fail':>4} {'n/p':>4} {'skip':>4}"
-                "  worst value/tolerance")
+        head = (f"{'clause':<7} {'function':<22} " + " ".join(f"{lv:<11}" for lv in LEVELS)
+                + f" {'other':<24} worst core check (value/tolerance)")
         lines = [head, "-" * len(head)]
         for row in self.summary():
-            w = row["worst"]
-            worst = f"{w['ratio']:.3g} ({w['metric']})" if w else ""
-            lines.append(f"{row['clause']:<7} {row['name']:<22} {self.verdict_of(row):<13} {row['passed']:>4} "
-                         f"{row['failed']:>4} {row['not_provided']:>4} {row['skipped']:>4}  {worst}")
+            cells = " ".join(f"{self._cell(row['levels'].get(lv) if lv in row['clause_levels'] else None):<11}"
+                             for lv in LEVELS)
+            w = row["levels"].get(CORE, {}).get("worst")
+            worst = "" if w is None else (w["kind"] if w["kind"] in ("error", "protocol") else
+                                          f"{w['ratio']:.3g} ({w['metric']})")
+            lines.append(f"{row['clause']:<7} {row['name']:<22} {cells} {self._others(row['counts']):<24} {worst}")
+        problems = [(row, r) for row in self.summary() for r in row["reasons"]]
+        if problems:
+            lines += ["", "not passed (status ×cases [failing levels]: the first case's reason):"]
+            for row, r in problems:
+                at = f" [{r['levels']}]" if r["levels"] else ""
+                lines.append(f"  {row['clause']} {row['name']}: {r['status']} ×{r['cases']}{at}: {r['reason']}")
+        req = ", ".join(self.required)
+        lines += ["", f"required levels: {req} — {'pass' if self.passed() else 'FAIL'}"
+                  + ("" if set(self.required) == set(LEVELS) else f" (--require all to fail on "
+                     f"{', '.join(lv for lv in LEVELS if lv not in self.required)} too)")]
         return lines
+
+    def to_json(self) -> str:
+        return json.dumps(dict(target=self.target, options=self.options, required=list(self.required),
+                               passed=self.passed(), summary=self.summary(),
+                               cases=[asdict(r) for r in self.records.values()]), indent=2, default=str)
 
     def to_markdown(self) -> str:
         out = ["# optconform conformance report\n", f"Target: `{self.target}`  ",
-               f"Options: `{self.options}`\n",
-               "| clause | function | verdict | passed | failed | not provided | skipped | worst value / tolerance |",
-               "|---|---|---|---|---|---|---|---|"]
+               f"Options: `{self.options}`  ",
+               f"Required levels: {', '.join(self.required)} — **{'pass' if self.passed() else 'FAIL'}**\n",
+               "| clause | function | " + " | ".join(LEVELS) + " | other | worst core check (value / tolerance) |",
+               "|---|---|" + "---|" * len(LEVELS) + "---|---|"]
         for row in self.summary():
-            w = row["worst"]
-            worst = f"{w['ratio']:.3g} ({w['metric']}={w['value']:.3g}, tol {w['tolerance']:.3g})" if w else ""
-            out.append(f"| {row['clause']} | `{row['name']}` | {self.verdict_of(row)} | {row['passed']} | "
-                       f"{row['failed']} | {row['not_provided']} | {row['skipped']} | {worst} |")
-        failed = [r for r in self.records.values() if r.status in ("failed", "error")]
-        if failed:
-            out += ["", "## Failures", ""]
-            out += [f"- `{r.nodeid}` ({r.clause} {r.name}): {r.message.splitlines()[0] if r.message else ''}"
-                    for r in failed]
+            cells = " | ".join(self._cell(row["levels"].get(lv) if lv in row["clause_levels"] else None)
+                               for lv in LEVELS)
+            w = row["levels"].get(CORE, {}).get("worst")
+            worst = "" if w is None else (
+                w["kind"] if w["kind"] in ("error", "protocol") else
+                f"{w['ratio']:.3g} ({w['metric']}={w['value']:.3g}, tol {w['tolerance']:.3g})")
+            out.append(f"| {row['clause']} | `{row['name']}` | {cells} | {self._others(row['counts'])} | {worst} |")
+        problems = [r for r in self.records.values() if r.status != "passed"]
+        if problems:
+            out += ["", "## Not passed", ""]
+            out += [f"- `{r.nodeid}` ({r.clause} {r.name}, {r.status}"
+                    + (f"; levels {', '.join(f'{k} {v}' for k, v in r.levels.items())}" if r.levels else "")
+                    + f"): {r.reason}" for r in problems]
         return "\n".join(out) + "\n"

@@ -1,80 +1,90 @@
-"""The target protocol: what the suite looks up on an implementation under test.
+"""The implementation under test: loading a target and asking what it provides, supports and accepts.
 
-A target is a Python module or object named ``package.module`` or ``package.module:attribute``.
-The suite looks up the names in :data:`PROTOCOL`; a case whose name is missing is reported as
-*not provided*, never as passed.
+A target is a Python module or object named ``package.module`` or ``package.module:attribute``. The suite
+looks up the names of the target protocol (``optconform.spec.PROTOCOL``); for each name it can say:
+
+* *not provided* -- the attribute is missing;
+* *unsupported* -- the target's capability declaration names it (``optconform_capabilities``);
+* *signature mismatch* -- the attribute cannot be called as the protocol's ``typing.Protocol`` says;
+* otherwise the object itself.
+
+A malformed capability declaration is refused when the target is loaded (``TargetError``, naming the key).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
+from optconform import spec
+from optconform.spec import Capabilities, CapabilityError
 
 ENV_VAR = "OPTCONFORM_TARGET"
 DEFAULT_TARGET = "optconform.impl"
 
-#: name -> the call the suite makes (documentation; see README "The target protocol").
-PROTOCOL: dict[str, str] = {
-    "zeropower": "zeropower(G: Tensor, steps: int) -> Tensor",
-    "Muon": "Muon(params, *, lr, momentum, nesterov, ns_steps) -> torch.optim.Optimizer",
-    "DistMuon": "DistMuon(params, *, lr, momentum, nesterov, ns_steps)  # on every rank of an initialised group",
-    "AdamW": "AdamW(param_groups, *, lr, betas, eps, weight_decay)",
-    "DistAdamW": "DistAdamW(param_groups, *, lr, betas, eps, weight_decay)",
-    "SGD": "SGD(params, *, lr, momentum, nesterov)",
-    "lr_multiplier": "lr_multiplier(it, *, num_iterations, warmup_ratio, warmdown_ratio, final_lr_frac) -> float",
-    "muon_momentum": "muon_momentum(it) -> float",
-    "step_decay_lr": "step_decay_lr(step, *, initial_lr, decay_rate, decay_steps) -> float",
-    "exponential_decay_lr": "exponential_decay_lr(step, *, initial_lr, decay_rate) -> float",
-    "inverse_time_decay_lr": "inverse_time_decay_lr(step, *, initial_lr, decay_rate) -> float",
-    "clip_grad_norm": "clip_grad_norm(params, max_norm) -> float  # total norm before clipping",
-}
+#: protocol name -> the hyperparameters the suite passes it by keyword (what a capability selector may name)
+PROTOCOL_KEYWORDS = {name: e.clause.protocol_keywords for name, e in spec.PROTOCOL.items()}
 
 
 class TargetError(ValueError):
-    """The target specification cannot be resolved."""
+    """The target specification cannot be resolved, or its capability declaration is malformed."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Target:
-    """A resolved target: its specification string and the object the protocol names are read from."""
+    """A resolved target: its specification string, the object the protocol names are read from, and what it
+    declares it does not implement."""
 
     spec: str
     obj: Any
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
     def get(self, name: str) -> Any | None:
         """The protocol attribute ``name``, or None when the target does not provide it."""
-        if name not in PROTOCOL:
-            raise KeyError(f"name must be one of the protocol names {sorted(PROTOCOL)}; got {name!r}")
+        if name not in spec.PROTOCOL:
+            raise KeyError(f"name must be one of the protocol names {list(spec.PROTOCOL)}; got {name!r}")
         return getattr(self.obj, name, None)
 
-    def require(self, name: str) -> Any:
-        """The protocol attribute ``name``; skips the calling case as *not provided* when missing."""
-        value = self.get(name)
-        if value is None:
-            pytest.skip(f"not provided: target {self.spec} has no attribute {name!r}")
-        return value
+    @functools.cache  # noqa: B019 - one Target per session; the check reads signatures once per name
+    def problem(self, name: str) -> tuple[str, str] | None:
+        """Why ``name`` cannot be judged, as ``(status, reason)`` with status ``not provided``, ``unsupported`` or
+        ``signature mismatch``; None when the case can run."""
+        reason = self.capabilities.name_reason(name)
+        if reason is not None:
+            return "unsupported", f"{name}: {reason}"
+        obj = self.get(name)
+        if obj is None:
+            return "not provided", f"target {self.spec} has no attribute {name!r}"
+        mismatch = spec.PROTOCOL[name].mismatch(obj)
+        if mismatch is not None:
+            return "signature mismatch", mismatch
+        return None
 
     def provided(self) -> dict[str, bool]:
-        return {name: self.get(name) is not None for name in PROTOCOL}
+        return {name: self.get(name) is not None for name in spec.PROTOCOL}
 
 
-def load_target(spec: str | None = None) -> Target:
-    """Resolve ``spec`` (default: ``$OPTCONFORM_TARGET`` or ``optconform.impl``) to a :class:`Target`."""
-    spec = spec or os.environ.get(ENV_VAR) or DEFAULT_TARGET
-    module_name, _, attr = spec.partition(":")
-    if not module_name or (":" in spec and not attr):
-        raise TargetError(f"target must look like 'package.module' or 'package.module:attribute'; got {spec!r}")
+def load_target(spec_text: str | None = None) -> Target:
+    """Resolve ``spec_text`` (default: ``$OPTCONFORM_TARGET`` or ``optconform.impl``) to a :class:`Target`."""
+    spec_text = spec_text or os.environ.get(ENV_VAR) or DEFAULT_TARGET
+    module_name, _, attr = spec_text.partition(":")
+    if not module_name or (":" in spec_text and not attr):
+        raise TargetError(f"target must look like 'package.module' or 'package.module:attribute'; got {spec_text!r}")
     try:
         obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise TargetError(f"target {spec!r}: cannot import module {module_name!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - whatever the target's module raises, the run cannot start
+        raise TargetError(f"target {spec_text!r}: cannot import module {module_name!r}: "
+                          f"{type(exc).__name__}: {exc}") from exc
     for part in filter(None, attr.split(".")):
         try:
             obj = getattr(obj, part)
         except AttributeError as exc:
-            raise TargetError(f"target {spec!r}: module {module_name!r} has no attribute {attr!r}") from exc
-    return Target(spec=spec, obj=obj)
+            raise TargetError(f"target {spec_text!r}: module {module_name!r} has no attribute {attr!r}") from exc
+    try:
+        caps = Capabilities.declared_by(obj, PROTOCOL_KEYWORDS)
+    except CapabilityError as exc:
+        raise TargetError(f"target {spec_text!r}: {exc}") from exc
+    return Target(spec=spec_text, obj=obj, capabilities=caps)

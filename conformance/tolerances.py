@@ -7,6 +7,15 @@ All comparisons are made in float64 against the float64 reference.
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from optconform import spec
+
 # --- Newton–Schulz family (bf16 arithmetic): zeropower, Muon, DistMuon --------------------------
 # (section owned by the Newton–Schulz/Muon work; keep it above the float32 section)
 #
@@ -28,17 +37,22 @@ from __future__ import annotations
 # a round-to-nearest relative error is 0.425u). Matmuls accumulate in float32 (negligible next to u).
 # (1) Scalar model: every rounding multiplies the current value of a direction by (1 + εⱼ), |εⱼ| <= u;
 #   linearising p⁵ in the εⱼ gives an output error <= u·Σⱼ|∂p⁵/∂εⱼ| (aligned signs) and ≈ u·sqrt(Σⱼ(∂p⁵/∂εⱼ)²)
-#   (independent signs); maximised over ŝ in [1e-3, 1] (central differences; tests/impl/test_newton_schulz.py
-#   recomputes all four), all at ŝ ≈ 0.63, where the iterates pass the steep part of p near 1.2:
+#   (independent signs); maximised over ŝ in [1e-3, 1] (central differences). ns_factors(rows) computes these
+#   factors, and ns_bounds(rows) every bound below, from the coefficient rows a case actually uses (one row per
+#   iteration: a case with steps k of the seed's triple uses k equal rows); the numbers quoted are those of the
+#   seed's five rows (tests/impl/test_newton_schulz.py recomputes them independently), all at ŝ ≈ 0.63, where
+#   the iterates pass the steep part of p near 1.2:
 #     fused kernel (ours, torch.optim: X, then A, B = addmm, X = addmm per step; 16 roundings):
 #       NS_AMPLIFICATION_WORST = 84.95, NS_AMPLIFICATION_RMS = 27.73 (torch's extra input rounding: 94.7/28.6)
 #     the seed's unfused code (cast, bf16 norm, division; then A, b·A, c·A, (c·A)@A, B, a·X, B@X, X; 43
 #     roundings): worst 303.2, NS_AMPLIFICATION_RMS_UNFUSED = 65.36. a·X ≈ 3.4x and B@X ≈ −2.4x are rounded
 #     before they cancel, hence the larger factors.
-#   direction gets the fused worst case, 85u = 0.332: a strict bound for the fused kernel, and 85/(0.425·65.4)
-#   = 3.1 standard deviations of the unfused pattern's error at the single worst ŝ (its aligned 303u never
-#   occurs: measured max 0.192 below). subspace and acted average over directions and entries and get the
-#   rms factor of the noisiest pattern we admit, the seed's: 65.4u = 0.255. (The old 27.8u = 0.109 rejected
+#   direction gets the larger of the fused worst case and 3 standard deviations of the unfused pattern's error
+#   at the single worst ŝ (NS_DIRECTION_SIGMAS·0.425·rms_unfused): for five seed rows max(84.9, 83.3)u = 0.332,
+#   a strict bound for the fused kernel (the unfused aligned 303u never occurs: measured max 0.192 below). With
+#   fewer rows the unfused term is the larger (1 row: max(5.5, 9.7)u; 0 rows, the normalisation alone: 2.2u).
+#   subspace and acted average over directions and entries and get the rms factor of the noisiest
+#   pattern we admit, the seed's: 65.4u = 0.255. (The old 27.8u = 0.109 rejected
 #   the seed's arithmetic on small well-conditioned matrices: subspace 0.183 on 2×8, 0.180 on 3×3, failing
 #   1–4 % of seeds; 27.8u stays the bound for OUR fused kernel, NS_FUSED_*, used by tests/impl.)
 # (2) Elementwise noise: model (1) treats a rounding as a per-direction RELATIVE perturbation. An elementwise
@@ -74,6 +88,13 @@ from __future__ import annotations
 #   Gaussian 2×2 … 6×24 (300 each)   max .076 / .067             max .192 / .183             max .092 / .076
 # Largest measured / bound: direction 0.192/0.332 (58 %, seed 3×3), acted 0.183/0.255 (72 %, seed 2×8);
 # our fused kernel: direction 0.076 (23 %), acted 0.067 (61 % of its own 0.109).
+# Other row counts (the bounds follow the rows, ns_bounds): 9 Gaussian shapes 2×8 … 64×128 (15 seeds each),
+# 64×128 rank 2 / cond 1e4 / 1e6 / power law, ‖G‖ = 1e-7 and 1e12, 4 generator seeds; largest of
+# direction, subspace, acted over its bound: 0 rows (bounds 2.2u / 1.7u) ours 0.37, seed 0.74; 1 row
+# (0.039 / 0.030) ours 0.31, seed 0.82 (3×3); 3 rows (0.128 / 0.101) ours 0.32, seed 0.60; 10 rows
+# (3.5 / 2.5: after five rows the iterates oscillate in the band and the linearised model grows fast, so
+# ten rows judge little beyond the spectral bound) ours 0.06, seed 0.12. torch.optim fails only its
+# clamp(min=eps) regime (‖G‖ = 1e-7: 148×, 30×, 4.0×, 1.3× the bounds at 0, 1, 3, 5 rows).
 #
 # WHAT GETS THROUGH (seed transcription with the mistake vs reference, 10 seeds each, "min over seeds"):
 # rejected on every input tried: 4 steps instead of 5 (direction >= 0.38, acted >= 0.32 on 48×96 … 8×8 cond
@@ -88,35 +109,161 @@ from __future__ import annotations
 # Muon case with 3e-8 gradients gives >= 0.48). Use the strict bounds to separate those.
 NS_UNIT_ROUNDOFF = 2.0**-8
 NS_SUBSPACE_THRESHOLD = 1e-3
-NS_AMPLIFICATION_WORST = 85.0  # 84.95 rounded up (fused kernel, aligned signs)
-NS_AMPLIFICATION_RMS = 27.8  # 27.73 rounded up (fused kernel, independent signs)
-NS_AMPLIFICATION_RMS_UNFUSED = 65.4  # 65.36 rounded up (the seed's unfused arithmetic, independent signs)
 #: elementwise roundings of the input allowed before the first matmul (bf16 cast of G, bf16 division)
 NS_INPUT_ROUNDINGS = 2
+#: realised rms of one bf16 round-to-nearest relative error, in units of u (measured; the worst case is 1)
+NS_RMS_ROUNDING = 0.425
+#: the direction bound admits the seed's unfused arithmetic up to this many standard deviations (3σ) at the
+#: worst ŝ, or the fused kernel's aligned worst case, whichever is larger (5 seed rows: 84.9u vs 3·0.425·65.4u)
+NS_DIRECTION_SIGMAS = 3.0
+#: the last step's roundings that can lift the largest singular value above sup p^steps (A, B, X, normalisation)
+NS_SPECTRAL_ROUNDINGS = 4
+NS_STRICT_UNIT_ROUNDOFF = 2.0**-24
+
+Rows = tuple[tuple[float, float, float], ...]
+
+
+def ns_rows(steps: int, coefficients: tuple[float, float, float] = spec.NS_COEFFICIENTS) -> Rows:
+    """The coefficient rows ``steps`` iterations use: the same (a, b, c) every iteration (S6.2)."""
+    return (tuple(float(x) for x in coefficients),) * int(steps)  # type: ignore[return-value]
+
+
+def _model(s: np.ndarray, rows: Rows, e: np.ndarray, unfused: bool) -> np.ndarray:
+    """The scalar rounding model of (1): the response to ŝ = s with relative perturbation e[j] at rounding j.
+    Fused (ours, torch.optim): X; then A, B = addmm, X = addmm per row. Unfused (the seed's code): cast, norm,
+    division; then A, b·A, c·A, (c·A)·A, B, a·X, B·X, X per row."""
+    if unfused:
+        x, j = s * (1 + e[0]) * (1 + e[1]) * (1 + e[2]), 3
+        for a, b, c in rows:
+            A = x * x * (1 + e[j])
+            bA, cA = b * A * (1 + e[j + 1]), c * A * (1 + e[j + 2])
+            B = (bA + cA * A * (1 + e[j + 3])) * (1 + e[j + 4])
+            x = (a * x * (1 + e[j + 5]) + B * x * (1 + e[j + 6])) * (1 + e[j + 7])
+            j += 8
+        return x
+    x, j = s * (1 + e[0]), 1
+    for a, b, c in rows:
+        A = x * x * (1 + e[j])
+        B = (b * A + c * A * A) * (1 + e[j + 1])
+        x = (a * x + B * x) * (1 + e[j + 2])
+        j += 3
+    return x
+
+
+def ns_sensitivities(s: np.ndarray, rows: Rows, *, unfused: bool = False) -> np.ndarray:
+    """∂(response)/∂εⱼ for every rounding j of the scalar model at each ŝ in ``s`` (central differences):
+    shape (len(s), roundings)."""
+    s = np.asarray(s, dtype=np.float64)
+    n = (3 + 8 * len(rows)) if unfused else (1 + 3 * len(rows))
+    h = 1e-7
+    out = np.empty((s.size, n))
+    for j in range(n):
+        e = np.zeros((n, 1))
+        e[j] = h
+        fp = _model(s, rows, e, unfused)
+        e[j] = -h
+        out[:, j] = (fp - _model(s, rows, e, unfused)) / (2 * h)
+    return out
+
+
+@dataclass(frozen=True)
+class NSFactors:
+    """The scalar model's factors for one list of coefficient rows, maximised over ŝ in [threshold, 1]."""
+
+    worst_fused: float  # Σ|∂/∂ε| of the fused kernel (aligned signs)
+    rms_fused: float  # sqrt(Σ(∂/∂ε)²) of the fused kernel (independent signs)
+    rms_unfused: float  # sqrt(Σ(∂/∂ε)²) of the seed's unfused arithmetic
+    sup: float  # sup over s in [0, 1] of the map itself (the largest singular value it can produce)
+
+
+def _sup(factor: Callable[[np.ndarray], np.ndarray]) -> float:
+    """max over ŝ in [NS_SUBSPACE_THRESHOLD, 1] of ``factor``, a polynomial of high degree in ŝ (5 quintic rows:
+    degree 3125) that oscillates where aggressive rows act (Polar Express): a dense geometric grid, then a fine
+    linear grid between the neighbours of each of its ten largest local maxima."""
+    grid = np.geomspace(NS_SUBSPACE_THRESHOLD, 1.0, 20001)
+    values = factor(grid)
+    peaks = np.flatnonzero(np.r_[True, values[1:] >= values[:-1]] & np.r_[values[:-1] >= values[1:], True])
+    best = float(values.max())
+    for k in peaks[np.argsort(values[peaks])[-10:]]:
+        fine = np.linspace(grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)], 201)
+        best = max(best, float(np.max(factor(fine))))
+    return best
+
+
+@functools.cache
+def ns_factors(rows: Rows) -> NSFactors:
+    """:class:`NSFactors` of ``rows`` (computed once per distinct rows; a few milliseconds)."""
+    x = np.linspace(0.0, 1.0, 200001)
+    for a, b, c in rows:
+        x2 = x * x
+        x = x * (a + x2 * (b + c * x2))
+    return NSFactors(_sup(lambda s: np.abs(ns_sensitivities(s, rows)).sum(1)),
+                     _sup(lambda s: np.sqrt((ns_sensitivities(s, rows) ** 2).sum(1))),
+                     _sup(lambda s: np.sqrt((ns_sensitivities(s, rows, unfused=True) ** 2).sum(1))),
+                     float(x.max()))
+
+
+@dataclass(frozen=True)
+class NSBounds:
+    """The Newton–Schulz family's bounds for one list of coefficient rows (see the derivation above)."""
+
+    direction: float
+    subspace: float
+    acted: float
+    spectral_max: float
+    noise_ratio: float  # the judged set's input-noise criterion, NS_INPUT_ROUNDINGS·νᵢ <= noise_ratio·ŝᵢ
+
+
+def ns_bounds(rows: Rows, *, strict: bool = False) -> NSBounds:
+    """Bounds computed from the coefficient rows in use (never constants of the seed's triple).
+
+    default: direction = u·max(worst_fused, NS_DIRECTION_SIGMAS·NS_RMS_ROUNDING·rms_unfused);
+    subspace = acted = u·rms_unfused (the noisiest admitted pattern, the seed's); u = 2^-8.
+    strict (float32 arithmetic): all three u32·worst_fused. spectral_max = sup of the map + 4u either way."""
+    f = ns_factors(tuple(rows))
+    spectral = f.sup + NS_SPECTRAL_ROUNDINGS * NS_UNIT_ROUNDOFF
+    # (2)'s criterion guards against input noise amplified by p^k(ŝ)/ŝ in weak directions; with no rows the
+    # output is the normalised input itself, nothing is amplified, and every direction is judged (the acted
+    # error is then the whole-matrix relative error).
+    noise_ratio = f.rms_fused if rows else math.inf
+    if strict:
+        t = NS_STRICT_UNIT_ROUNDOFF * f.worst_fused
+        return NSBounds(t, t, t, spectral, noise_ratio)
+    u = NS_UNIT_ROUNDOFF
+    direction = u * max(f.worst_fused, NS_DIRECTION_SIGMAS * NS_RMS_ROUNDING * f.rms_unfused)
+    return NSBounds(direction, u * f.rms_unfused, u * f.rms_unfused, spectral, noise_ratio)
+
+
+# The seed's five rows, the default everywhere a single number is quoted (and our kernel's own tests).
+_SEED5 = ns_factors(ns_rows(5))
+_SEED5_BOUNDS = ns_bounds(ns_rows(5))
+NS_AMPLIFICATION_WORST = _SEED5.worst_fused  # 84.93 (fused kernel, aligned signs)
+NS_AMPLIFICATION_RMS = _SEED5.rms_fused  # 27.71 (fused kernel, independent signs)
+NS_AMPLIFICATION_RMS_UNFUSED = _SEED5.rms_unfused  # 65.35 (the seed's unfused arithmetic, independent signs)
 #: judge direction i only if NS_INPUT_ROUNDINGS·νᵢ <= NS_INPUT_NOISE_RATIO·ŝᵢ (see (2) above)
-NS_INPUT_NOISE_RATIO = NS_AMPLIFICATION_RMS
-NS_DIRECTION_ATOL = NS_UNIT_ROUNDOFF * NS_AMPLIFICATION_WORST  # 0.332; measured max 0.192 (seed), 0.076 (ours)
-NS_SUBSPACE_RTOL = NS_UNIT_ROUNDOFF * NS_AMPLIFICATION_RMS_UNFUSED  # 0.255; measured max 0.183 (seed 2×8)
-NS_ACTED_RTOL = NS_UNIT_ROUNDOFF * NS_AMPLIFICATION_RMS_UNFUSED  # 0.255; measured max 0.183 (seed 2×8)
+NS_INPUT_NOISE_RATIO = _SEED5_BOUNDS.noise_ratio
+NS_DIRECTION_ATOL = _SEED5_BOUNDS.direction  # 0.332; measured max 0.192 (seed), 0.076 (ours)
+NS_SUBSPACE_RTOL = _SEED5_BOUNDS.subspace  # 0.255; measured max 0.183 (seed 2×8)
+NS_ACTED_RTOL = _SEED5_BOUNDS.acted  # 0.255; measured max 0.183 (seed 2×8)
 #: our fused kernel's own bounds (impl.newton_schulz, impl.muon: tests/impl); measured max 0.067 (2×8)
-NS_FUSED_SUBSPACE_RTOL = NS_UNIT_ROUNDOFF * NS_AMPLIFICATION_RMS  # 0.109
-NS_FUSED_ACTED_RTOL = NS_UNIT_ROUNDOFF * NS_AMPLIFICATION_RMS  # 0.109
+NS_FUSED_SUBSPACE_RTOL = NS_UNIT_ROUNDOFF * NS_AMPLIFICATION_RMS  # 0.108
+NS_FUSED_ACTED_RTOL = NS_UNIT_ROUNDOFF * NS_AMPLIFICATION_RMS  # 0.108
 #: sup of p⁵ on [0, 1] (1.2023685) plus the last step's roundings (A, B, X, normalisation: 4u): the map is flat
 #: at its maximum, so earlier roundings do not move it to first order. Measured max 1.2046 (ours, 16×16),
 #: 1.2077 (seed, 6×6; its unfused last step has an aligned first-order factor of 5.9u, rms 2.6u, at the maximiser).
-NS_P5_SUP = 1.20237  # 1.2023685 rounded up
-NS_SPECTRAL_MAX = NS_P5_SUP + 4 * NS_UNIT_ROUNDOFF  # 1.218
+NS_P5_SUP = _SEED5.sup
+NS_SPECTRAL_MAX = _SEED5_BOUNDS.spectral_max  # 1.218
 #
-# STRICT (a float32 Newton–Schulz, for a future --strict mode): u = 2^-24, and float32 matmuls also
+# STRICT (a float32 Newton–Schulz, for --strict-numerics): u = 2^-24, and float32 matmuls also
 # accumulate in float32 (inner products of length k add up to k·u, ≈ sqrt(k)·u typically), so the rms
 # averaging is not available: all three bounds take the worst-case factor. Measured with a float32
 # transcription of the same algorithm, same inputs: direction ≤ 1.4e-6 (>= 64) / 3.9e-6 (4×4, 200 seeds),
 # subspace ≤ 1.4e-6 / 3.0e-6, acted ≤ 1.8e-6 (cond 1e6) / 3.0e-6 (2×3). Every bf16 error above exceeds it.
 # The judged set S is the same (the noise criterion does not depend on u).
-NS_STRICT_UNIT_ROUNDOFF = 2.0**-24
-NS_STRICT_DIRECTION_ATOL = NS_STRICT_UNIT_ROUNDOFF * NS_AMPLIFICATION_WORST  # 5.07e-6
-NS_STRICT_SUBSPACE_RTOL = NS_STRICT_UNIT_ROUNDOFF * NS_AMPLIFICATION_WORST  # 5.07e-6
-NS_STRICT_ACTED_RTOL = NS_STRICT_UNIT_ROUNDOFF * NS_AMPLIFICATION_WORST  # 5.07e-6
+_SEED5_STRICT = ns_bounds(ns_rows(5), strict=True)
+NS_STRICT_DIRECTION_ATOL = _SEED5_STRICT.direction  # 5.06e-6
+NS_STRICT_SUBSPACE_RTOL = _SEED5_STRICT.subspace
+NS_STRICT_ACTED_RTOL = _SEED5_STRICT.acted
 #
 # MUON TRAJECTORY. With the same gradients fed to both, the momentum buffers agree to the parameter
 # dtype's rounding, so step k's update differs only by lr_k·scale·(O_impl − O_ref). When every direction
@@ -141,7 +288,7 @@ def muon_trajectory_bound(lrs, scale: float, ortho_ref_norms, param_norms, param
 #: inputs, float64, from the second step on, where all three differ): the nesterov branch swapped
 #: >= 0.22, momentum dropped >= 0.33, a rank's own gradient instead of the mean >= 0.51. (A sum instead
 #: of a mean is invisible there — NS normalises — and is caught by the bitwise and buffer checks.)
-MUON_UPDATE_RTOL = 0.08
+MUON_UPDATE_RTOL = 0.08  # also tests/impl/test_nanochat.py's Muon updates (16×16; measured max 0.018)
 # NS-SECTION-END
 
 # --- float32 family: AdamW, DistAdamW, SGD, clipping, schedules ----------------------------------
@@ -196,6 +343,12 @@ F32_STEP_RTOL_STRICT = 4 * F32_U
 #: correction (nanochat #304) by 5100×, no bias correction by 5400×, decay with lr instead of lr·lr_mul by
 #: 1050× — worst-step error over f32_trajectory_rtol(t).
 F32_STEP_RTOL = 16 * F32_U
+
+
+def dist_average_rtol(world_size: int) -> float:
+    """Added to the float32 family's per-step bound for a distributed step: a float32 AVG reduction over W
+    ranks adds <= (W − 1)·u relative to Σ_r|g_r| to the mean gradient (W·u, one rounding of the division)."""
+    return world_size * F32_U
 
 
 def f32_trajectory_rtol(steps: int, *, strict: bool = False) -> float:

@@ -4,9 +4,11 @@ Run it with ``nox -s conformance -- --target optconform.conformance.torch_optim`
 the question "does torch.optim's version compute what nanochat's does?":
 
 * ``zeropower``: ``torch.optim._muon._zeropower_via_newtonschulz`` (a private function) with the
-  seed's coefficients and ``eps = 1e-7``.
+  seed's coefficients and ``eps = 1e-7``; 2-D inputs only (torch's function takes matrices), so a batched
+  ``(..., m, n)`` input raises ``optconform.spec.Unsupported``.
 * ``Muon``: ``torch.optim.Muon`` with the seed's learning-rate adjustment
-  (``adjust_lr_fn="original"``, i.e. ``lr·sqrt(max(1, rows/cols))``) and no weight decay.
+  (``adjust_lr_fn="original"``, i.e. ``lr·sqrt(max(1, rows/cols))``) and no weight decay; torch's Muon takes
+  2-D parameters only, so a batched parameter raises ``Unsupported``.
 * ``AdamW``, ``SGD``: ``torch.optim.AdamW`` and ``torch.optim.SGD`` as they are.
 * ``clip_grad_norm``: ``torch.nn.utils.clip_grad_norm_``.
 * ``step_decay_lr`` / ``exponential_decay_lr``: the closed forms of ``torch.optim.lr_scheduler.StepLR``
@@ -25,18 +27,28 @@ from collections.abc import Iterable
 
 import torch
 
-SEED_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+from optconform import spec
+from optconform.spec import Unsupported
+
+SEED_NS_COEFFICIENTS = spec.NS_COEFFICIENTS
+NS_EPS = spec.NS_EPS
 
 
 def zeropower(G: torch.Tensor, steps: int) -> torch.Tensor:
     from torch.optim._muon import _zeropower_via_newtonschulz
 
-    return _zeropower_via_newtonschulz(G, SEED_NS_COEFFICIENTS, steps, 1e-7)
+    if G.ndim != 2:
+        raise Unsupported(f"torch.optim's Newton–Schulz takes 2-D matrices only; got shape {tuple(G.shape)}")
+    return _zeropower_via_newtonschulz(G, SEED_NS_COEFFICIENTS, steps, NS_EPS)
 
 
 def Muon(params, *, lr: float, momentum: float, nesterov: bool, ns_steps: int) -> torch.optim.Optimizer:
+    params = list(params)
+    if any(p.ndim != 2 for p in params):
+        raise Unsupported("torch.optim.Muon takes 2-D parameters only; got shapes "
+                          f"{[tuple(p.shape) for p in params]}")
     return torch.optim.Muon(params, lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                            weight_decay=0.0, ns_coefficients=SEED_NS_COEFFICIENTS, eps=1e-7,
+                            weight_decay=0.0, ns_coefficients=SEED_NS_COEFFICIENTS, eps=NS_EPS,
                             adjust_lr_fn="original")
 
 
@@ -71,7 +83,12 @@ def exponential_decay_lr(step: int, *, initial_lr: float, decay_rate: float) -> 
 
 
 class DistAdamW(torch.optim.Optimizer):
-    """ZeroRedundancyOptimizer(AdamW) behind an all_reduce(AVG) of the gradients, as DDP + ZeRO would run."""
+    """ZeroRedundancyOptimizer(AdamW) behind an all_reduce(AVG) of the gradients, as DDP + ZeRO would run.
+
+    ZeRO shards whole parameters (each rank's optimizer owns a set of parameters, balanced by size), not
+    S9.3's dim-0 rows. ``optimizer_class`` is the local optimizer ZeRO wraps."""
+
+    optimizer_class: type = torch.optim.AdamW
 
     def __init__(self, param_groups, *, lr: float, betas: tuple[float, float], eps: float,
                  weight_decay: float) -> None:
@@ -81,7 +98,7 @@ class DistAdamW(torch.optim.Optimizer):
         if groups and not isinstance(groups[0], dict):
             groups = [dict(params=groups)]
         params = [p for g in groups for p in g["params"]]
-        self._zero = ZeroRedundancyOptimizer(groups[0]["params"], optimizer_class=torch.optim.AdamW, lr=lr,
+        self._zero = ZeroRedundancyOptimizer(groups[0]["params"], optimizer_class=self.optimizer_class, lr=lr,
                                              betas=betas, eps=eps, weight_decay=weight_decay)
         for g in groups[1:]:
             self._zero.add_param_group(dict(g))

@@ -10,57 +10,52 @@ from __future__ import annotations
 
 import pytest
 
-from optconform.conformance.replay import Trajectory, all_arrays, case_dtype, from_golden, judge_float_family, replay
+from optconform.conformance.judges.float_family import judge_float_family
+from optconform.conformance.stepping import Trajectory, from_golden
 from optconform.conformance.tolerances import F32_STEP_RTOL, F32_STEP_RTOL_STRICT, f32_trajectory_rtol
 from optconform.golden import store
 from optconform.reference.adam import adamw as ref_adamw
 
-GOLDEN = [c.id for c in store.iter_cases("S8.2")]
-KEYS = ("lr", "betas", "eps", "weight_decay")
 
-
-def _judge(target, verdict, traj, device, strict):
-    AdamW = target.require("AdamW")
-    hyper = dict(traj.hyper, betas=tuple(traj.hyper["betas"]))
-    traj.hyper = hyper
-    dtype = case_dtype(all_arrays(traj), squares=True)
-    rep = replay(lambda params, **kw: AdamW(params, **kw), traj, device=device, dtype=dtype)
+def _judge(case, traj: Trajectory) -> None:
+    rep = case.replay(traj, squares=True)
+    h = traj.hyper
 
     def ref_step(p, g, state, i, hp):
         a = traj.attrs[i] if traj.attrs else {}
-        return ref_adamw(p, g, state, lr=hp["lr"], betas=hyper["betas"], eps=hyper["eps"],
-                         weight_decay=hyper["weight_decay"], lr_mul=a.get("lr_mul", 1.0), wd_mul=a.get("wd_mul", 1.0))
+        return ref_adamw(p, g, state, lr=hp["lr"], betas=h["betas"], eps=h["eps"], weight_decay=h["weight_decay"],
+                         lr_mul=a.get("lr_mul", 1.0), wd_mul=a.get("wd_mul", 1.0))
 
-    judge_float_family(verdict, traj, rep, ref_step, step_rtol=F32_STEP_RTOL_STRICT if strict else F32_STEP_RTOL,
-                       golden_rtol=lambda k: f32_trajectory_rtol(k, strict=strict))
-
-
-@pytest.mark.clause("S8.2", "adamw")
-@pytest.mark.parametrize("case_id", GOLDEN)
-def test_adamw_golden(target, verdict, device, strict, case_id):
-    _judge(target, verdict, from_golden(store.load_case(case_id), KEYS), device, strict)
+    judge_float_family(case.verdict, traj, rep, ref_step,
+                       step_rtol=F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL,
+                       golden_rtol=lambda k: f32_trajectory_rtol(k, strict=case.strict))
 
 
-@pytest.mark.clause("S8.2", "adamw")
+@pytest.mark.clause("S8.2")
+@pytest.mark.parametrize("case_id", store.case_ids("S8.2"))
+def test_adamw_golden(case, case_id):
+    _judge(case, from_golden(store.load_case(case_id)))
+
+
+@pytest.mark.clause("S8.2")
 @pytest.mark.parametrize("regime", ["nanochat_eps_regime", "mixed_scales_weight_decay", "torch_defaults"])
-def test_adamw_live(target, verdict, device, strict, live_rng, regime):
+def test_adamw_live(case, regime):
     """Fresh seeded trajectories (24 steps) with a warmdown lr; gradients cycle O(1), ~eps (1e-10) and zero."""
-    steps = 24
+    rng, steps = case.rng, 24
     shapes = [(8, 12), (5,), ()]
     if regime == "torch_defaults":
         hyper = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
         scale = [1.0] * steps
     else:
         hyper = dict(lr=0.004, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0 if regime.startswith("nano") else 0.1)
-        scale = [(1.0, 1e-10, 0.0, 3e-11)[t % 4] if regime.startswith("nano") else 10.0 ** live_rng.uniform(-11, 2)
+        scale = [(1.0, 1e-10, 0.0, 3e-11)[t % 4] if regime.startswith("nano") else 10.0 ** rng.uniform(-11, 2)
                  for t in range(steps)]
-    attrs = [{}, {}, {}] if regime != "mixed_scales_weight_decay" else [{"lr_mul": 2.0}, {"wd_mul": 0.0}, {}]
     traj = Trajectory(
-        case_id=f"live {regime}",
-        params0=[live_rng.standard_normal(s) for s in shapes],
-        grads=[[scale[t] * live_rng.standard_normal(s) for s in shapes] for t in range(steps)],
+        "AdamW", f"live {regime}",
+        params0=[rng.standard_normal(s) for s in shapes],
         per_step=[{"lr": hyper["lr"] * min(1.0, (steps - t) / 8)} for t in range(steps)],
         hyper=hyper,
-        attrs=attrs,
+        grads=[[scale[t] * rng.standard_normal(s) for s in shapes] for t in range(steps)],
+        attrs=[{}, {}, {}] if regime != "mixed_scales_weight_decay" else [{"lr_mul": 2.0}, {"wd_mul": 0.0}, {}],
     )
-    _judge(target, verdict, traj, device, strict)
+    _judge(case, traj)

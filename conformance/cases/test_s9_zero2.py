@@ -1,16 +1,15 @@
 """S9 ZeRO-2: the target's DistMuon and DistAdamW on real process groups (gloo on CPU, NCCL on CUDA).
 
-For every selected world size (``--world-sizes``, default 1,2,3,4) each optimizer runs the golden
-trajectory of that world size and a fresh live one on W spawned ranks (a hang or crash on any rank is
-a failure naming the rank, after ``--dist-timeout`` seconds at most). Judged, per S9:
+For every selected world size (``--world-sizes``, default 1,2,3,4) each optimizer runs the golden trajectory
+of that world size and a fresh live one on W spawned ranks (a hang or crash on any rank is an error naming
+the rank, after ``--dist-timeout`` seconds at most). Judged (``judges.zero2``):
 
-* every rank holds bit-identical parameters after every step;
-* each step equals the single-process optimizer (S7.2 / S8.2) stepped on the mean of the ranks'
-  gradients (judged like the single-process cases, from the parameters the ranks had);
-* the whole trajectory matches the goldens (DistAdamW) ;
-* state is sharded as S9.2 / S9.3 say: DistMuon keeps ``momentum_buffer`` only on the owning rank
-  (block-cyclic over same-shape groups), DistAdamW keeps ``exp_avg`` / ``exp_avg_sq`` only for the rows
-  the rank owns (dim-0 chunks of ceil(dim0/W)), and those shards equal the reference's.
+* core: every rank holds bit-identical parameters after every step; each step equals the single-process
+  optimizer (S7.2 / S8.2) stepped on the mean of the ranks' gradients, live and against the goldens; every
+  optimizer-state element is held by exactly one rank and equals the reference's and the golden one; no rank
+  holds more state than a balanced layout needs;
+* layout: the state sits where S9.2 (block-cyclic owners within same-shape groups) and S9.3 (dim-0 rows in
+  chunks of ceil(dim0/W)) put it.
 
 Parameter counts and dim 0 do not divide W, dim 0 is smaller than W for some parameters, DistAdamW gets
 1-D and 0-D parameters, and some steps have gradients comparable to eps, where averaging with a sum
@@ -22,46 +21,39 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optconform.conformance.cases.test_s7_muon import judge_muon
-from optconform.conformance.distributed import DistTrajectory, run_all
-from optconform.conformance.metrics import rel_fro_error
-from optconform.conformance.replay import Replayed, Trajectory, judge_float_family
+from optconform import spec
+from optconform.conformance.case import Case, unsupported
+from optconform.conformance.distributed import run_all
+from optconform.conformance.judges import zero2 as Z
+from optconform.conformance.judges.float_family import judge_float_family
+from optconform.conformance.judges.muon import judge_muon
+from optconform.conformance.judges.ns import matrix_norms
+from optconform.conformance.plugin import option
 from optconform.conformance.spawn import RankFailure, RankTimeout
-from optconform.conformance.tolerances import F32_STEP_RTOL, F32_STEP_RTOL_STRICT, F32_U, f32_trajectory_rtol
+from optconform.conformance.stepping import Trajectory, case_dtype, from_golden
+from optconform.conformance.tolerances import (
+    F32_STEP_RTOL,
+    F32_STEP_RTOL_STRICT,
+    dist_average_rtol,
+    f32_trajectory_rtol,
+)
 from optconform.golden import store
 from optconform.reference.adam import adamw as ref_adamw
 from optconform.reference.schedules import lr_multiplier, muon_momentum
-from optconform.reference.zero2 import adamw_row_shard, muon_owner, muon_shape_groups
 
 WORLD_SIZES = (1, 2, 3, 4)
-KINDS = ("DistMuon", "DistAdamW")
+CLAUSES = {"DistMuon": "S9.4", "DistAdamW": "S9.5"}
 
 
-def _golden(kind: str, world_size: int) -> DistTrajectory | None:
-    clause = "S9.4" if kind == "DistMuon" else "S9.5"
-    for c in store.iter_cases(clause):
-        if c.world_size != world_size:
-            continue
-        rp = c.extra["replay"]
-        params0 = [c.inputs[n] for n in rp["param0"]]
-        rank_grads = [[[c.inputs[g][t, r] for g in rp["grads"]] for r in range(world_size)] for t in range(c.steps)]
-        per_step = [{k: float(c.inputs[k][t]) for k in rp["per_step"]} for t in range(c.steps)]
-        expected = [[c.outputs[e][t] for e in rp["expected_param"]] for t in range(c.steps)]
-        if kind == "DistMuon":
-            hyper = dict(lr=per_step[0]["lr"], momentum=per_step[0].get("momentum", c.hyper.get("momentum", 0.95)),
-                         nesterov=bool(c.hyper["nesterov"]), ns_steps=int(c.hyper["ns_steps"]))
-            attrs = [{} for _ in params0]
-        else:
-            hyper = dict(lr=per_step[0]["lr"], betas=tuple(c.hyper["betas"]), eps=float(c.hyper["eps"]),
-                         weight_decay=float(c.hyper["weight_decay"]))
-            muls = zip(c.hyper.get("lr_muls") or [1.0] * len(params0), c.hyper.get("wd_muls") or [1.0] * len(params0),
-                       strict=True)
-            attrs = [{k: v for k, v in (("lr_mul", lm), ("wd_mul", wm)) if v != 1.0} for lm, wm in muls]
-        return DistTrajectory(kind, c.id, params0, rank_grads, per_step, hyper, attrs, expected)
+def _golden(kind: str, world_size: int) -> Trajectory | None:
+    for cid in store.case_ids(CLAUSES[kind]):
+        c = store.load_case(cid)
+        if c.world_size == world_size:
+            return from_golden(c)
     return None
 
 
-def _live(kind: str, world_size: int, rng: np.random.Generator) -> DistTrajectory:
+def _live(kind: str, world_size: int, rng: np.random.Generator) -> Trajectory:
     steps = 12
     if kind == "DistMuon":
         shapes = [(8, 16), (8, 16), (8, 16), (16, 8), (16, 8), (12, 12), (4, 32)]
@@ -78,22 +70,35 @@ def _live(kind: str, world_size: int, rng: np.random.Generator) -> DistTrajector
     params0 = [0.5 * rng.standard_normal(s) for s in shapes]
     rank_grads = [[[scale[t] * rng.standard_normal(s) for s in shapes] for _ in range(world_size)]
                   for t in range(steps)]
-    return DistTrajectory(kind, f"live W={world_size}", params0, rank_grads, per_step, hyper,
-                          [{} for _ in shapes])
+    return Trajectory(kind, f"live W={world_size}", params0, per_step, hyper, rank_grads=rank_grads,
+                      attrs=[{} for _ in shapes])
+
+
+def _trajectories(kind: str, world_size: int, live_seed: int) -> dict[str, Trajectory]:
+    rng = np.random.default_rng([live_seed, world_size, list(CLAUSES).index(kind)])
+    out = {"golden": _golden(kind, world_size), "live": _live(kind, world_size, rng)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _runnable(target, traj: Trajectory) -> bool:
+    """Whether the target declared nothing about this trajectory unsupported (else it is not spawned)."""
+    caps = target.capabilities
+    dtype = str(case_dtype(traj.arrays(0), squares=traj.kind == "DistAdamW")).removeprefix("torch.")
+    return caps.dtype_reason(dtype) is None and all(caps.value_reason(traj.kind, v) is None
+                                                    for v in traj.hyper_values())
 
 
 @pytest.fixture(scope="session")
 def dist_results(target, pytestconfig, live_seed):
-    """Lazily runs (kind, W) once per session: {(kind, W): (trajectories, records | exception)}."""
+    """Lazily runs (kind, W) once per session: {(kind, W): records [rank][trajectory] | exception}."""
     cache: dict = {}
 
-    def get(kind: str, world_size: int):
+    def get(kind: str, world_size: int) -> tuple[dict[str, Trajectory], list[list[dict]] | Exception]:
         if (kind, world_size) not in cache:
-            rng = np.random.default_rng([live_seed, world_size, KINDS.index(kind)])
-            trajs = [t for t in (_golden(kind, world_size), _live(kind, world_size, rng)) if t is not None]
+            trajs = {k: t for k, t in _trajectories(kind, world_size, live_seed).items() if _runnable(target, t)}
             try:
-                records = run_all(target.spec, trajs, world_size, device=pytestconfig.getoption("device"),
-                                  timeout_s=pytestconfig.getoption("dist_timeout"))
+                records = run_all(target.spec, list(trajs.values()), world_size, device=option(pytestconfig, "device"),
+                                  timeout_s=option(pytestconfig, "dist-timeout"))
             except (RankFailure, RankTimeout) as exc:
                 records = exc
             cache[(kind, world_size)] = (trajs, records)
@@ -102,94 +107,72 @@ def dist_results(target, pytestconfig, live_seed):
     return get
 
 
-def _setup(target, world_sizes, dist_results, kind, world_size, device):
-    target.require(kind)
-    if world_size not in world_sizes:
-        pytest.skip(f"world size {world_size} not selected (--world-sizes)")
-    if device.type == "cuda":
+def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int, which: str):
+    case.require(kind)
+    case.supports_world_size(world_size)
+    if case.device.type == "cuda":
         import torch
 
         if world_size > torch.cuda.device_count():
             pytest.skip(f"world size {world_size} needs {world_size} GPUs; {torch.cuda.device_count()} visible")
+    traj = _trajectories(kind, world_size, live_seed).get(which)
+    if traj is None:
+        pytest.skip(f"no {which} {kind} trajectory for world size {world_size}")
+    for values in traj.hyper_values():
+        case.supports(kind, values)
+    case.supports_dtype(case_dtype(traj.arrays(0), squares=kind == "DistAdamW"))
+    if kind == "DistMuon":
+        case.verdict.regime(spec.clause("S9.4").regime(matrix_norms(*traj.arrays(0)[len(traj.params0):])))
     trajs, records = dist_results(kind, world_size)
     if isinstance(records, Exception):
-        pytest.fail(f"{kind} on {world_size} ranks: {records}", pytrace=False)
-    return trajs, records
+        if case.verdict.error(records, case=traj.case_id):
+            pytest.fail(f"{kind} on {world_size} ranks: {records}", pytrace=False)
+        return None
+    k = list(trajs).index(which)
+    recs = [records[r][k] for r in range(world_size)]
+    reasons = [rec["unsupported"] for rec in recs if "unsupported" in rec]
+    if reasons:
+        unsupported(reasons[0])
+    return traj, recs
 
 
-def _judge_common(verdict, traj: DistTrajectory, recs: list[dict], world_size: int) -> Replayed:
-    """Ranks identical after every step; returns rank 0's replay with the mean gradients."""
-    worst = 0.0
-    for r in range(1, world_size):
-        for t in range(traj.steps):
-            for a, b in zip(recs[r]["after"][t], recs[0]["after"][t], strict=True):
-                worst = max(worst, float(np.max(np.abs(a - b))) if a.size else 0.0)
-    verdict.check("max |θ_rank − θ_rank0| over steps", worst, 0.0, case=traj.case_id)
-    mean = [[np.mean([recs[r]["grads"][t][i] for r in range(world_size)], axis=0) for i in range(len(traj.params0))]
-            for t in range(traj.steps)]
-    return Replayed(recs[0]["before"], mean, recs[0]["after"])
-
-
-def _as_single(traj: DistTrajectory, mean_grads) -> Trajectory:
-    return Trajectory(traj.case_id, traj.params0, mean_grads, traj.per_step, traj.hyper, traj.expected, traj.attrs)
-
-
-@pytest.mark.clause("S9.4", "dist_muon")
+@pytest.mark.clause("S9.4")
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
 @pytest.mark.parametrize("which", ["golden", "live"])
-def test_dist_muon(target, verdict, world_sizes, dist_results, device, strict, world_size, which):
-    trajs, records = _setup(target, world_sizes, dist_results, "DistMuon", world_size, device)
-    k = [t.case_id.startswith("live") for t in trajs].index(which == "live")
-    traj, recs = trajs[k], [records[r][k] for r in range(world_size)]
-    rep = _judge_common(verdict, traj, recs, world_size)
-    states = judge_muon(verdict, _as_single(traj, rep.grads), rep, strict)
-    # ownership (S9.2): momentum_buffer only on the owner, equal to the reference's buffer
-    owner = {}
-    for _, idx in muon_shape_groups([p.shape for p in traj.params0]):
-        for j, i in enumerate(idx):
-            owner[i] = muon_owner(j, world_size)
-    for i in range(len(traj.params0)):
-        holders = [r for r in range(world_size) if "momentum_buffer" in recs[r]["state"][i]]
-        verdict.equal(f"ranks holding momentum_buffer of param {i}", holders, [owner[i]], case=traj.case_id)
-        buf = recs[owner[i]]["state"][i]["momentum_buffer"]
-        tol = f32_trajectory_rtol(traj.steps, strict=strict) + world_size * F32_U
-        verdict.check(f"momentum_buffer {i} rel_fro vs reference", rel_fro_error(buf, states[i]["momentum_buffer"]),
-                      tol, case=traj.case_id)
+def test_dist_muon(case, dist_results, live_seed, world_size, which):
+    got = _setup(case, dist_results, live_seed, "DistMuon", world_size, which)
+    if got is None:
+        return
+    traj, recs = got
+    Z.judge_identical_ranks(case.verdict, traj, recs)
+    states = judge_muon(case.verdict, traj, Z.mean_replay(traj, recs), strict=case.strict,
+                        extra_rtol=dist_average_rtol(world_size))
+    tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
+    layout = Z.muon_layout(traj, world_size)
+    Z.judge_state_partition(case.verdict, traj, recs, states, ("momentum_buffer",), layout, tol, golden_tol)
+    Z.judge_state_memory(case.verdict, traj, recs, 1, layout)
 
 
-@pytest.mark.clause("S9.5", "dist_adamw")
+@pytest.mark.clause("S9.5")
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
 @pytest.mark.parametrize("which", ["golden", "live"])
-def test_dist_adamw(target, verdict, world_sizes, dist_results, device, strict, world_size, which):
-    trajs, records = _setup(target, world_sizes, dist_results, "DistAdamW", world_size, device)
-    k = [t.case_id.startswith("live") for t in trajs].index(which == "live")
-    traj, recs = trajs[k], [records[r][k] for r in range(world_size)]
-    rep = _judge_common(verdict, traj, recs, world_size)
-    h = traj.hyper
-    # the float32 AVG reduction adds <= (W-1)·u relative to Σ_r|g_r| to the mean (tolerances: float32 family)
-    extra = world_size * F32_U
+def test_dist_adamw(case, dist_results, live_seed, world_size, which):
+    got = _setup(case, dist_results, live_seed, "DistAdamW", world_size, which)
+    if got is None:
+        return
+    traj, recs = got
+    Z.judge_identical_ranks(case.verdict, traj, recs)
+    h, extra = traj.hyper, dist_average_rtol(world_size)
 
     def ref_step(p, g, state, i, hp):
         a = traj.attrs[i] if traj.attrs else {}
         return ref_adamw(p, g, state, lr=hp["lr"], betas=h["betas"], eps=h["eps"], weight_decay=h["weight_decay"],
                          lr_mul=a.get("lr_mul", 1.0), wd_mul=a.get("wd_mul", 1.0))
 
-    step_rtol = (F32_STEP_RTOL_STRICT if strict else F32_STEP_RTOL) + extra
-    states = judge_float_family(verdict, _as_single(traj, rep.grads), rep, ref_step, step_rtol=step_rtol,
-                                golden_rtol=lambda n: f32_trajectory_rtol(n, strict=strict) + n * extra)
-    # ownership (S9.3): exp_avg / exp_avg_sq rows [start, stop) on rank r only, equal to the reference's rows
-    tol = f32_trajectory_rtol(traj.steps, strict=strict) + traj.steps * extra
-    for i, p0 in enumerate(traj.params0):
-        dim0 = p0.shape[0] if p0.ndim else 1
-        for r in range(world_size):
-            start, stop = adamw_row_shard(dim0, world_size, r)
-            st = recs[r]["state"][i]
-            for key in ("exp_avg", "exp_avg_sq"):
-                want = None if stop == start else (states[i][key] if p0.ndim == 0 else states[i][key][start:stop])
-                got = st.get(key)
-                shape = None if got is None else tuple(got.shape)
-                verdict.equal(f"rank {r} {key} shape of param {i}", shape, None if want is None else want.shape,
-                              case=traj.case_id)
-                if want is not None:
-                    verdict.check(f"rank {r} {key} rows of param {i} rel_fro", rel_fro_error(got, want), tol,
-                                  case=traj.case_id)
+    step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
+    states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), ref_step, step_rtol=step_rtol,
+                                golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra)
+    tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
+    layout = Z.adamw_layout(traj, world_size)
+    Z.judge_state_partition(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), layout, tol, golden_tol)
+    Z.judge_state_memory(case.verdict, traj, recs, 2, layout)

@@ -1,20 +1,22 @@
 """The catalog of deliberately wrong targets: each a realistic mistake in exactly one clause.
 
 Every family is one small implementation with switches (``mistake=None`` is the control, which must pass
-its clause); a wrong target flips exactly one switch. Targets are namespaces holding the protocol names:
-``TARGETS[name]`` is what ``--target wrong_targets:<name>`` loads, and ``CATALOG`` maps each wrong target
-to the clause whose cases must reject it and the pytest ``-k`` selection of those cases.
+its clause at every level); a wrong target flips exactly one switch. Targets are namespaces holding the
+protocol names: ``--target wrong_targets:<name>`` loads one, and ``CATALOG`` maps each wrong target to the
+clause and the verdict level that must reject it and the pytest ``-k`` selection of that clause's cases.
 """
 
 from __future__ import annotations
 
 import math
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 
 import optconform.impl as impl
+from optconform.spec import NS_COEFFICIENTS
 
 # ----------------------------------------------------------------------------------------------- S4 schedules
 
@@ -112,7 +114,7 @@ def make_sgd(mistake: str | None = None):
 
 
 def make_zeropower(mistake: str | None = None):
-    a, b, c = 3.4445, -4.7750, 2.0315
+    a, b, c = NS_COEFFICIENTS
 
     def zeropower(G, steps):
         X = G.float()
@@ -121,6 +123,9 @@ def make_zeropower(mistake: str | None = None):
         if mistake == "bf16_norm_overflows":  # the seed's order: cast first, norm in bf16 (inf above ~1.8e19)
             X = X.bfloat16()
             X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+        elif mistake == "fp16_norm":  # half precision before the norm: overflows from 6.5e4, underflows below 6e-8
+            X = X.half()
+            X = (X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)).bfloat16()
         else:
             m = X.abs().amax(dim=(-2, -1), keepdim=True).clamp(min=1e-30)
             n = m * (X / m).norm(dim=(-2, -1), keepdim=True)
@@ -258,6 +263,39 @@ class DistAdamWUnsharded(impl.AdamW):
         return super().step(closure)
 
 
+class DistAdamWAllOnRank0(impl.AdamW):
+    """Right numbers, every element held once, but rank 0 owns everything (an owner rule that always answers 0):
+    no memory saved at all, which the balanced-layout bound rejects."""
+
+    def __init__(self, param_groups, *, lr, betas, eps, weight_decay):
+        super().__init__(param_groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        params = [p for group in self.param_groups for p in group["params"]]
+        for p in params:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+        if dist.get_rank() == 0:
+            super().step(closure)
+        for p in params:
+            dist.broadcast(p, src=0)
+
+
+class DistMuonUnsharded(impl.Muon):
+    """All-reduces the gradients and runs the whole Muon on every rank: right numbers, every momentum buffer
+    on every rank."""
+
+    def __init__(self, params, *, lr, momentum, nesterov, ns_steps):
+        super().__init__(params, lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+        return super().step(closure)
+
+
 # ----------------------------------------------------------------------------------------------- the catalog
 
 _BASE = {name: getattr(impl, name) for name in (
@@ -269,49 +307,65 @@ def _target(**overrides) -> SimpleNamespace:
     return SimpleNamespace(**{**_BASE, **overrides})
 
 
-#: name -> (clause that must reject it, -k selection of that clause's cases, extra pytest args, namespace)
-CATALOG: dict[str, tuple[str, str, tuple[str, ...], SimpleNamespace]] = {
-    "lr_multiplier_round_half_up": ("S4.5", "lr_multiplier", (), _target(lr_multiplier=make_lr_multiplier(
-        "round_half_up"))),
-    "lr_multiplier_warmup_off_by_one": ("S4.5", "lr_multiplier", (), _target(lr_multiplier=make_lr_multiplier(
-        "warmup_off_by_one"))),
-    "lr_multiplier_ignores_final_frac": ("S4.5", "lr_multiplier", (), _target(lr_multiplier=make_lr_multiplier(
-        "ignores_final_frac"))),
-    "muon_momentum_integer_ramp": ("S4.6", "muon_momentum", (), _target(muon_momentum=make_muon_momentum(
-        "integer_ramp"))),
-    "step_decay_continuous": ("S4.2", "step_decay", (), _target(step_decay_lr=make_step_decay("continuous"))),
-    "clip_per_tensor": ("S5.1", "clip_grad_norm", (), _target(clip_grad_norm=make_clip("per_tensor"))),
-    "clip_torch_eps": ("S5.1", "clip_grad_norm", (), _target(clip_grad_norm=make_clip("torch_eps"))),
-    "sgd_nesterov_ignored": ("S3.5", "sgd", (), _target(SGD=make_sgd("nesterov_ignored"))),
-    "sgd_dampening": ("S3.5", "sgd", (), _target(SGD=make_sgd("dampening"))),
-    "zeropower_clamp_eps": ("S6.2", "zeropower", (), _target(zeropower=make_zeropower("clamp_eps"))),
-    "zeropower_bf16_norm_overflows": ("S6.2", "zeropower", (), _target(zeropower=make_zeropower(
-        "bf16_norm_overflows"))),
-    "zeropower_one_step_short": ("S6.2", "zeropower", (), _target(zeropower=make_zeropower("one_step_short"))),
-    "muon_aspect_inverted": ("S7.2", "test_muon", (), _target(Muon=make_muon("aspect_inverted"))),
-    "muon_momentum_sum": ("S7.2", "test_muon", (), _target(Muon=make_muon("momentum_sum"))),
-    "muon_nesterov_ignored": ("S7.2", "test_muon", (), _target(Muon=make_muon("nesterov_ignored"))),
-    "adamw_eps_before_bias_correction": ("S8.2", "adamw", (), _target(AdamW=make_adamw(
-        "eps_before_bias_correction"))),
-    "adamw_no_bias_correction_v": ("S8.2", "adamw", (), _target(AdamW=make_adamw("no_bias_correction_v"))),
-    "adamw_coupled_l2": ("S8.2", "adamw", (), _target(AdamW=make_adamw("coupled_l2"))),
-    "adamw_decay_without_lr": ("S8.2", "adamw", (), _target(AdamW=make_adamw("decay_without_lr"))),
-    "adamw_ignores_lr_mul": ("S8.2", "adamw", (), _target(AdamW=make_adamw("ignores_lr_mul"))),
-    "distmuon_sum_not_mean": ("S9.4", "dist_muon", ("--world-sizes", "2"), _target(DistMuon=DistMuonSum)),
-    "distmuon_no_collectives": ("S9.4", "dist_muon", ("--world-sizes", "2"), _target(DistMuon=DistMuonNoCollectives)),
-    "distadamw_sum_not_mean": ("S9.5", "dist_adamw", ("--world-sizes", "2"), _target(DistAdamW=DistAdamWSum)),
-    "distadamw_unsharded": ("S9.5", "dist_adamw", ("--world-sizes", "2"), _target(DistAdamW=DistAdamWUnsharded)),
+class Entry(NamedTuple):
+    clause: str  # the clause whose cases must reject it
+    level: str  # the verdict level it breaks
+    select: str  # pytest -k selection of that clause's cases
+    world_sizes: str  # --world-sizes of the run ("" for clauses without distributed cases)
+    target: SimpleNamespace
+
+
+_W2 = "2"
+
+#: name -> the clause and level that must reject it, the cases to run, and the target
+CATALOG: dict[str, Entry] = {
+    "lr_multiplier_round_half_up": Entry("S4.5", "core", "lr_multiplier", "", _target(
+        lr_multiplier=make_lr_multiplier("round_half_up"))),
+    "lr_multiplier_warmup_off_by_one": Entry("S4.5", "core", "lr_multiplier", "", _target(
+        lr_multiplier=make_lr_multiplier("warmup_off_by_one"))),
+    "lr_multiplier_ignores_final_frac": Entry("S4.5", "core", "lr_multiplier", "", _target(
+        lr_multiplier=make_lr_multiplier("ignores_final_frac"))),
+    "muon_momentum_integer_ramp": Entry("S4.6", "core", "muon_momentum", "", _target(
+        muon_momentum=make_muon_momentum("integer_ramp"))),
+    "step_decay_continuous": Entry("S4.2", "core", "step_decay", "", _target(
+        step_decay_lr=make_step_decay("continuous"))),
+    "clip_per_tensor": Entry("S5.1", "core", "clip_grad_norm", "", _target(clip_grad_norm=make_clip("per_tensor"))),
+    "clip_torch_eps": Entry("S5.1", "core", "clip_grad_norm", "", _target(clip_grad_norm=make_clip("torch_eps"))),
+    "sgd_nesterov_ignored": Entry("S3.5", "core", "sgd", "", _target(SGD=make_sgd("nesterov_ignored"))),
+    "sgd_dampening": Entry("S3.5", "core", "sgd", "", _target(SGD=make_sgd("dampening"))),
+    "zeropower_clamp_eps": Entry("S6.2", "core", "zeropower", "", _target(zeropower=make_zeropower("clamp_eps"))),
+    "zeropower_fp16_norm": Entry("S6.2", "core", "zeropower", "", _target(zeropower=make_zeropower("fp16_norm"))),
+    "zeropower_bf16_norm_overflows": Entry("S6.2", "hardening", "zeropower", "", _target(
+        zeropower=make_zeropower("bf16_norm_overflows"))),
+    "zeropower_one_step_short": Entry("S6.2", "core", "zeropower", "", _target(
+        zeropower=make_zeropower("one_step_short"))),
+    "muon_aspect_inverted": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_muon("aspect_inverted"))),
+    "muon_momentum_sum": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_muon("momentum_sum"))),
+    "muon_nesterov_ignored": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_muon("nesterov_ignored"))),
+    "adamw_eps_before_bias_correction": Entry("S8.2", "core", "adamw", "", _target(
+        AdamW=make_adamw("eps_before_bias_correction"))),
+    "adamw_no_bias_correction_v": Entry("S8.2", "core", "adamw", "", _target(AdamW=make_adamw("no_bias_correction_v"))),
+    "adamw_coupled_l2": Entry("S8.2", "core", "adamw", "", _target(AdamW=make_adamw("coupled_l2"))),
+    "adamw_decay_without_lr": Entry("S8.2", "core", "adamw", "", _target(AdamW=make_adamw("decay_without_lr"))),
+    "adamw_ignores_lr_mul": Entry("S8.2", "core", "adamw", "", _target(AdamW=make_adamw("ignores_lr_mul"))),
+    "distmuon_sum_not_mean": Entry("S9.4", "core", "dist_muon", _W2, _target(DistMuon=DistMuonSum)),
+    "distmuon_no_collectives": Entry("S9.4", "core", "dist_muon", _W2, _target(DistMuon=DistMuonNoCollectives)),
+    "distmuon_unsharded": Entry("S9.4", "core", "dist_muon", _W2, _target(DistMuon=DistMuonUnsharded)),
+    "distadamw_sum_not_mean": Entry("S9.5", "core", "dist_adamw", _W2, _target(DistAdamW=DistAdamWSum)),
+    "distadamw_unsharded": Entry("S9.5", "core", "dist_adamw", _W2, _target(DistAdamW=DistAdamWUnsharded)),
+    "distadamw_all_on_rank0": Entry("S9.5", "core", "dist_adamw", _W2, _target(DistAdamW=DistAdamWAllOnRank0)),
 }
 
-#: The switch-free version of every family: must PASS the same cases (so a rejection above is the mistake's).
-CONTROLS: dict[str, tuple[str, str, tuple[str, ...], SimpleNamespace]] = {
-    "control_schedules": ("S4.5", "lr_multiplier or muon_momentum or step_decay", (), _target(
+#: The switch-free version of every family: must PASS the same cases at every level (so a rejection above is
+#: the mistake's).
+CONTROLS: dict[str, Entry] = {
+    "control_schedules": Entry("S4.5", "core", "lr_multiplier or muon_momentum or step_decay", "", _target(
         lr_multiplier=make_lr_multiplier(), muon_momentum=make_muon_momentum(), step_decay_lr=make_step_decay())),
-    "control_clip": ("S5.1", "clip_grad_norm", (), _target(clip_grad_norm=make_clip())),
-    "control_sgd": ("S3.5", "sgd", (), _target(SGD=make_sgd())),
-    "control_zeropower": ("S6.2", "zeropower", (), _target(zeropower=make_zeropower())),
-    "control_muon": ("S7.2", "test_muon", (), _target(Muon=make_muon())),
-    "control_adamw": ("S8.2", "adamw", (), _target(AdamW=make_adamw())),
+    "control_clip": Entry("S5.1", "core", "clip_grad_norm", "", _target(clip_grad_norm=make_clip())),
+    "control_sgd": Entry("S3.5", "core", "sgd", "", _target(SGD=make_sgd())),
+    "control_zeropower": Entry("S6.2", "core", "zeropower", "", _target(zeropower=make_zeropower())),
+    "control_muon": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_muon())),
+    "control_adamw": Entry("S8.2", "core", "adamw", "", _target(AdamW=make_adamw())),
 }
 
-globals().update({name: entry[3] for name, entry in {**CATALOG, **CONTROLS}.items()})
+globals().update({name: entry.target for name, entry in {**CATALOG, **CONTROLS}.items()})

@@ -159,40 +159,70 @@ def test_rejects_bad_dtype_and_steps():
             zeropower(torch.ones(3, 3), steps)
 
 
-def _scalar_sensitivities(s: float, unfused: bool = False) -> np.ndarray:
+def _scalar_sensitivities(s: float, unfused: bool = False, rows=None) -> np.ndarray:
     """∂p⁵/∂εⱼ for the 16 roundings of the fused kernel (normalisation; A, B, X per step), or for the 43 of
-    the seed's unfused code (cast, norm, division; A, b·A, c·A, (c·A)·A, B, a·X, B·X, X per step), central diff."""
-    a, b, c = ns.NS_COEFFICIENTS
+    the seed's unfused code (cast, norm, division; A, b·A, c·A, (c·A)·A, B, a·X, B·X, X per step), central diff.
+    ``rows``: the (a, b, c) of each step (default: the seed's triple five times)."""
+    rows = rows or [ns.NS_COEFFICIENTS] * 5
+    k = len(rows)
 
     def f(e):
         x = s * (1 + e[0])
-        for k in range(5):
-            A = x * x * (1 + e[1 + 3 * k])
-            B = (b * A + c * A * A) * (1 + e[2 + 3 * k])
-            x = (a * x + B * x) * (1 + e[3 + 3 * k])
+        for i, (a, b, c) in enumerate(rows):
+            A = x * x * (1 + e[1 + 3 * i])
+            B = (b * A + c * A * A) * (1 + e[2 + 3 * i])
+            x = (a * x + B * x) * (1 + e[3 + 3 * i])
         return x
 
     def f_unfused(e):
         x = s * (1 + e[0]) * (1 + e[1]) * (1 + e[2])
-        for k in range(5):
-            j = 3 + 8 * k
+        for i, (a, b, c) in enumerate(rows):
+            j = 3 + 8 * i
             A = x * x * (1 + e[j])
             bA, cA = b * A * (1 + e[j + 1]), c * A * (1 + e[j + 2])
             B = (bA + cA * A * (1 + e[j + 3])) * (1 + e[j + 4])
             x = (a * x * (1 + e[j + 5]) + B * x * (1 + e[j + 6])) * (1 + e[j + 7])
         return x
 
-    n = 43 if unfused else 16
+    n = 3 + 8 * k if unfused else 1 + 3 * k
     f = f_unfused if unfused else f
     h = 1e-7
-    out = np.empty(n)
+    out = np.empty((n, *np.shape(s)))
     for j in range(n):
         e = np.zeros(n)
         e[j] = h
         fp = f(e)
         e[j] = -h
         out[j] = (fp - f(e)) / (2 * h)
-    return out
+    return np.moveaxis(out, 0, -1)  # (..., roundings): s may be an array of ŝ
+
+
+#: nanochat master's Polar Express rows (shared/notes/implementations.md): bounds must follow other rows too
+POLAR_EXPRESS = ((8.156554524902461, -22.48329292557795, 15.878769915207462),
+                 (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+                 (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+                 (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+                 (2.3465413258596377, -1.7097828382687081, 0.42323551169305323))
+
+
+@pytest.mark.parametrize("rows", [tol.ns_rows(1), tol.ns_rows(3), POLAR_EXPRESS], ids=["seed1", "seed3", "polar"])
+def test_the_policy_computes_its_factors_from_the_rows_in_use(rows):
+    """ns_factors(rows) against this file's own sensitivities: every bound follows the coefficient rows."""
+    grid = np.geomspace(tol.NS_SUBSPACE_THRESHOLD, 1.0, 400001)  # Polar Express's factors have narrow peaks
+    sens = _scalar_sensitivities(grid, rows=list(rows))
+    sens_u = _scalar_sensitivities(grid, unfused=True, rows=list(rows))
+    f = tol.ns_factors(tuple(rows))
+    for policy, sampled in ((f.worst_fused, np.abs(sens).sum(1).max()), (f.rms_fused, np.sqrt((sens**2).sum(1)).max()),
+                            (f.rms_unfused, np.sqrt((sens_u**2).sum(1)).max())):
+        assert sampled * (1 - 1e-6) <= policy <= 1.001 * sampled
+    x = np.linspace(0.0, 1.0, 20001)
+    for a, b, c in rows:
+        x = a * x + b * x**3 + c * x**5
+    assert abs(f.sup - x.max()) < 1e-4
+    assert f != tol.ns_factors(tol.ns_rows(5))
+    b = tol.ns_bounds(tuple(rows))
+    assert b.subspace == b.acted == tol.NS_UNIT_ROUNDOFF * f.rms_unfused
+    assert b.spectral_max == f.sup + 4 * tol.NS_UNIT_ROUNDOFF
 
 
 def test_amplification_constants_are_recomputed():

@@ -1,0 +1,47 @@
+"""Float32-family trajectories (S3.5 SGD, S8.2 AdamW, S9.5 DistAdamW on the mean gradient): each step against
+the live reference from the target's own parameters, the whole trajectory against the goldens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from optconform.conformance.report import Verdict
+from optconform.conformance.stepping import Replayed, Trajectory
+
+
+def judge_float_family(verdict: Verdict, traj: Trajectory, rep: Replayed, ref_step: Callable, *, step_rtol: float,
+                       golden_rtol: Callable[[int], float]) -> list[dict]:
+    """Judge a float32-family trajectory step by step and against the goldens.
+
+    The float32 family's per-step error bound is absolute, 1.5u‖θ'‖ + 4u‖Δθ‖ <= 4u(‖θ'‖ + ‖Δθ‖)
+    (tolerances.py, float32 section), so every error is normalised by ‖θ'‖ + ‖Δθ‖ of the reference step
+    (θ' the parameters after it, Δθ its change): a parameter passing near zero is judged fairly.
+    Per step: every parameter against ``ref_step(param, grad, state, i, per_step_hyper)`` started from the
+    parameters and the exact gradients the target had (errors cannot accumulate here), <= ``step_rtol``.
+    Whole trajectory: ‖θ_t − θ_t(golden)‖ <= ``golden_rtol(1)`` · Σ_{s<=t}(‖θ'_s‖ + ‖Δθ_s‖), the per-step
+    bounds added up (errors add without feedback when gradients are given; ``golden_rtol(k)`` is k times
+    the per-step bound). Returns the reference's final per-parameter states.
+    """
+    states: list[dict] = [{} for _ in traj.params0]
+    errs, scales = [], []  # scales[t][i] = ‖θ'‖ + ‖Δθ‖ of the reference step
+    for t in range(traj.steps):
+        worst, row = 0.0, []
+        for i in range(len(traj.params0)):
+            ref_after, states[i] = ref_step(rep.before[t][i], rep.grads[t][i], states[i], i, traj.per_step[t])
+            scale = float(np.linalg.norm(ref_after)) + float(np.linalg.norm(ref_after - rep.before[t][i]))
+            row.append(scale)
+            err = float(np.linalg.norm(rep.after[t][i] - ref_after))
+            worst = max(worst, err / scale if scale > 0 else err)
+        errs.append(worst)
+        scales.append(row)
+    verdict.trajectory("error / (‖θ'‖+‖Δθ‖) vs live reference, per step", errs, step_rtol, case=traj.case_id)
+    if traj.expected is not None:
+        per_step = golden_rtol(1)
+        budget = np.cumsum(np.asarray(scales), axis=0) * per_step  # [t][i]
+        gerrs = [max(float(np.linalg.norm(a - e)) / b if b > 0 else float(np.linalg.norm(a - e))
+                     for a, e, b in zip(rep.after[t], traj.expected[t], budget[t], strict=True))
+                 for t in range(traj.steps)]
+        verdict.trajectory("error / accumulated bound vs golden trajectory", gerrs, 1.0, case=traj.case_id)
+    return states

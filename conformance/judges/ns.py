@@ -1,0 +1,41 @@
+"""Newton–Schulz outputs (S6.2, and the updates S7.2 / S9.4 recover): subspace metrics against bounds that
+follow the coefficient rows in use (``tolerances.ns_bounds``), and the input regime that decides the level."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optconform import spec
+from optconform.conformance import tolerances as T
+from optconform.conformance.metrics import ns_subspace_errors, to_float64
+from optconform.conformance.report import Verdict
+
+
+def bounds(steps: int, *, strict: bool) -> T.NSBounds:
+    """The bounds for ``steps`` iterations of the spec's coefficients (S6.2's default row)."""
+    return T.ns_bounds(T.ns_rows(steps, spec.hyper("S6.2").default("coefficients")), strict=strict)
+
+
+def matrix_norms(*arrays: np.ndarray) -> list[float]:
+    """‖X‖_F of every matrix of every ``(..., m, n)`` array (the norm Newton–Schulz normalises by)."""
+    out: list[float] = []
+    for a in arrays:
+        x = to_float64(a)
+        if x.size:
+            out += np.linalg.norm(x.reshape(-1, *x.shape[-2:]), axis=(-2, -1)).tolist()
+    return out
+
+
+def judge_ns(verdict: Verdict, actual, expected, G, b: T.NSBounds, *, case: str) -> dict:
+    """The family's checks of one output: direction, subspace, acted, spectral_max; zero in, zero out."""
+    e = ns_subspace_errors(actual, expected, G, threshold=T.NS_SUBSPACE_THRESHOLD, noise_ratio=b.noise_ratio)
+    verdict.check("direction", e["direction"], b.direction, case=case)
+    verdict.check("subspace", e["subspace"], b.subspace, case=case)
+    verdict.check("acted", e["acted"], b.acted, case=case)
+    verdict.check("spectral_max", e["spectral_max"], b.spectral_max, case=case)
+    g = to_float64(G)
+    zero = np.all(g.reshape(-1, *g.shape[-2:]) == 0, axis=(1, 2))
+    if zero.any():
+        a = to_float64(actual).reshape(-1, *g.shape[-2:])[zero]
+        verdict.check("max |output| for an all-zero input", float(np.max(np.abs(a))), 0.0, case=case)
+    return e

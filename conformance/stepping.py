@@ -1,0 +1,179 @@
+"""Trajectories and the one stepping loop that replays them through a target, in one process or on each rank.
+
+A :class:`Trajectory` is framework-neutral: initial parameters, the gradients of every step (one list per
+step, or one per step and rank for the distributed optimizers), the group hyperparameters of every step
+(what a scheduler would set), the constructor's hyperparameters, per-parameter attributes (nanochat's
+``lr_mul`` / ``wd_mul``), and optionally the golden parameters and states after every step.
+
+:func:`step_through` is the only loop that drives a target optimizer: it builds float tensors on the
+requested device, sets ``p.grad`` itself, updates ``group[...]`` before each step, calls ``step()``, and
+records the parameters before and after each step, the gradients it gave (read *before* the step: an
+implementation may legitimately overwrite ``p.grad``), and at the end the state the optimizer keeps under
+torch.optim's names plus the number of state elements it holds in all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optconform import spec
+from optconform.golden.store import GoldenCase
+
+#: the state keys the suite reads (torch.optim's names)
+STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "step")
+
+
+@dataclass
+class Trajectory:
+    kind: str  # the protocol name it replays through ("Muon", "DistAdamW", ...)
+    case_id: str
+    params0: list[np.ndarray]
+    per_step: list[dict]  # group hyperparameters set before each step
+    hyper: dict  # constructor keyword arguments
+    grads: list[list[np.ndarray]] | None = None  # [step][param]
+    rank_grads: list[list[list[np.ndarray]]] | None = None  # [step][rank][param] (distributed)
+    expected: list[list[np.ndarray]] | None = None  # golden params after each step, [step][param]
+    expected_state: list[list[dict[str, np.ndarray]]] | None = None  # golden state after each step [step][param]
+    attrs: list[dict] = field(default_factory=list)  # per-parameter attributes (lr_mul, wd_mul)
+
+    @property
+    def steps(self) -> int:
+        return len(self.grads if self.grads is not None else self.rank_grads)
+
+    @property
+    def world_size(self) -> int | None:
+        return len(self.rank_grads[0]) if self.rank_grads else None
+
+    def grads_of(self, rank: int | None = None) -> Callable[[int], list[np.ndarray]]:
+        """Step -> the gradients this process (or ``rank``) gives the target."""
+        if self.rank_grads is None:
+            return lambda t: self.grads[t]
+        return lambda t: self.rank_grads[t][rank]
+
+    def arrays(self, rank: int | None = None) -> list[np.ndarray]:
+        """Every value this process's tensors hold (to choose a dtype that represents them)."""
+        g = self.grads_of(rank if rank is not None else 0)
+        return list(self.params0) + [a for t in range(self.steps) for a in g(t)]
+
+    def mean_grads(self) -> list[list[np.ndarray]]:
+        """[step][param] the mean over ranks (S9.1); the local gradients when not distributed."""
+        if self.rank_grads is None:
+            return self.grads
+        return [[np.mean([rg[i] for rg in ranks], axis=0) for i in range(len(self.params0))]
+                for ranks in self.rank_grads]
+
+    def hyper_values(self) -> list[dict]:
+        """Every combination of hyperparameters the target sees: the constructor's, then each step's."""
+        return [dict(self.hyper)] + [dict(self.hyper, **ps) for ps in self.per_step]
+
+
+@dataclass
+class Replayed:
+    before: list[list[np.ndarray]]  # [step][param] parameters before the step (float64 copy)
+    grads: list[list[np.ndarray]]  # [step][param] the gradients the target was given (float64 copy)
+    after: list[list[np.ndarray]]  # [step][param] parameters after the step
+    state: list[dict[str, np.ndarray]] = field(default_factory=list)  # [param] final state, torch.optim keys
+    state_elements: int = 0  # elements of every tensor the optimizer keeps in its state (but its step counts)
+
+
+def _f64(t) -> np.ndarray:
+    return t.detach().to("cpu").double().numpy().copy()
+
+
+def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device, dtype,
+                 rank: int | None = None) -> Replayed:
+    """Run ``traj`` through ``make_optimizer(params, **traj.hyper)`` (this process's gradients, or ``rank``'s)."""
+    import torch
+
+    params = [torch.nn.Parameter(torch.as_tensor(p0, dtype=dtype, device=device).clone()) for p0 in traj.params0]
+    for p, attrs in zip(params, traj.attrs or [{}] * len(params), strict=True):
+        for k, v in attrs.items():
+            setattr(p, k, v)
+    opt = make_optimizer(params, **traj.hyper)
+    grads_at = traj.grads_of(rank)
+    out = Replayed([], [], [])
+    for t in range(traj.steps):
+        out.before.append([_f64(p) for p in params])
+        for p, g in zip(params, grads_at(t), strict=True):
+            p.grad = torch.as_tensor(g, dtype=dtype, device=device).clone()
+        out.grads.append([_f64(p.grad) for p in params])
+        for group in opt.param_groups:
+            group.update(traj.per_step[t])
+        opt.step()
+        out.after.append([_f64(p) for p in params])
+    state = getattr(opt, "state", {})
+    out.state = [{k: _f64(torch.as_tensor(v)) for k, v in state.get(p, {}).items() if k in STATE_KEYS}
+                 for p in params]
+    out.state_elements = sum(v.numel() for st in state.values() for k, v in st.items()
+                             if torch.is_tensor(v) and k != "step")
+    return out
+
+
+# float32's normal range; a value outside it (or whose square is, for second-moment optimizers) cannot be
+# represented faithfully, so such a case runs in float64 instead (SPEC "Tolerance policy", precision).
+_F32_TINY, _F32_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
+
+
+def case_dtype(arrays: Sequence[np.ndarray], *, squares: bool = False):
+    """torch.float32 when every non-zero |x| (and |x|², with ``squares``) lies in float32's normal range."""
+    import torch
+
+    lo, hi = (_F32_TINY**0.5, _F32_MAX**0.5) if squares else (_F32_TINY, _F32_MAX)
+    for a in arrays:
+        x = np.abs(np.asarray(a, dtype=np.float64))
+        x = x[x > 0]
+        if x.size and (x.min() < lo or x.max() > hi):
+            return torch.float64
+    return torch.float32
+
+
+def _names(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def from_golden(case: GoldenCase) -> Trajectory:
+    """The trajectory of a golden optimizer case (``layout`` trajectory or dist_trajectory), replayed through
+    its clause's protocol name with the protocol's keyword hyperparameters."""
+    clause = spec.clause(case.clause)
+    rp = case.extra["replay"]
+    steps = case.steps
+    params0 = [case.inputs[n] for n in _names(rp["param0"])]
+    gnames = _names(rp["grads"])
+    per_step = [{k: float(case.inputs[k][t]) for k in rp.get("per_step", [])} for t in range(steps)]
+    keywords = clause.protocol_keywords
+    hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in case.hyper.items() if k in keywords}
+    for k in rp.get("per_step", []):  # the constructor needs a value; step 0's is set again before step 0
+        if k in keywords:
+            hyper.setdefault(k, per_step[0][k])
+    n = len(params0)
+    muls = {attr: case.hyper.get(f"{attr}s") or [case.hyper.get(attr, 1.0)] * n for attr in ("lr_mul", "wd_mul")}
+    attrs = [{a: float(muls[a][i]) for a in muls if float(muls[a][i]) != 1.0} for i in range(n)]
+    expected = [[case.outputs[e][t] for e in _names(rp["expected_param"])] for t in range(steps)]
+    traj = Trajectory(clause.protocol_name, case.id, params0, per_step, hyper, expected=expected, attrs=attrs)
+    if case.world_size is None:
+        traj.grads = [[case.inputs[g][t] for g in gnames] for t in range(steps)]
+        keys = [k.removeprefix("state.") for k in _names(rp["expected_state"])]
+        traj.expected_state = [[{k: case.outputs[f"state.{k}"][t] for k in keys}] for t in range(steps)]
+    else:
+        w = case.world_size
+        traj.rank_grads = [[[case.inputs[g][t, r] for g in gnames] for r in range(w)] for t in range(steps)]
+        traj.expected_state = [[_gathered_state(case, i, t) for i in range(n)] for t in range(steps)]
+    return traj
+
+
+def _gathered_state(case: GoldenCase, i: int, t: int) -> dict[str, np.ndarray]:
+    """The single-process state of parameter i after step t, joined from the golden per-rank shards."""
+    pieces: dict[str, list[np.ndarray]] = {}
+    for r in range(case.world_size):
+        prefix = f"state.r{r}.{i}."
+        for name, arr in case.outputs.items():
+            if name.startswith(prefix):
+                pieces.setdefault(name.removeprefix(prefix), []).append(arr[t])
+    out = {}
+    for key, parts in pieces.items():
+        out[key] = parts[0] if key == "step" or parts[0].ndim == 0 or len(parts) == 1 else np.concatenate(parts, 0)
+    return out
