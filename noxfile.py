@@ -44,7 +44,8 @@ def tests(session: nox.Session) -> None:
     _install(session, "test")
     session.run(
         # --timeout: pytest-timeout's last guard against a hang anywhere; the multi-process tests have shorter ones
-        "pytest", "-n", "auto", "--dist", "load", "--timeout", "900", *session.posargs,
+        # --dist loadgroup: the batched suite runs of tests/conformance stay on one worker per batch
+        "pytest", "-n", "auto", "--dist", "loadgroup", "--timeout", "900", *session.posargs,
         env=_hypothesis_env("dev"),
     )
 

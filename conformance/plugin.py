@@ -39,6 +39,7 @@ PLUGIN = "optconform.conformance.plugin"
 _ACTIVE = pytest.StashKey[bool]()
 _REPORT = pytest.StashKey[Report]()
 _CLASHES = pytest.StashKey[list]()
+_NOTES = pytest.StashKey[list]()
 _TARGET = pytest.StashKey[Target]()
 _REPORT_OPTIONS = ("--report-json", "--report-md")
 
@@ -136,18 +137,19 @@ def _split_report_values(args: Sequence[str]) -> list[str]:
     return [args[i + 1] for i, a in enumerate(args[:-1]) if a in flags]
 
 
-def _fix_rootdir(config: pytest.Config, args: Sequence[str]) -> None:
+def _fix_rootdir(config: pytest.Config, args: Sequence[str]) -> str | None:
     """Undo the rootdir that pytest's first pass anchored on a report path given with a space.
 
     pytest determines the rootdir before plugins are loaded, from the arguments that look like existing paths;
-    on a rerun the report file exists, so ``--report-json reports/x.json`` made ``reports/`` the rootdir and
-    every test id a ``../..`` path. The rootdir is recomputed from the real test paths (an explicit
-    ``--rootdir`` or a changed ini file are left alone)."""
+    on a rerun the report file exists, so ``--report-json /elsewhere/r.json`` made ``/elsewhere`` the rootdir and
+    every test id a ``../..`` path. The rootdir is recomputed from the real arguments (an explicit ``--rootdir``
+    is left alone). Returns a note for the header when it changed: an ini file found only now is not read
+    (pytest read its options before any plugin could speak), so ``--report-json=PATH`` is still the better form."""
     values = set(_split_report_values(args))
     ns = config.known_args_namespace
     file_or_dir = list(getattr(ns, "file_or_dir", None) or [])
     if not values or getattr(ns, "rootdir", None) or not values & set(file_or_dir):
-        return
+        return None
     from _pytest.config import findpaths
 
     kwargs = dict(inifile=getattr(ns, "inifilename", None), override_ini=getattr(ns, "override_ini", None),
@@ -157,10 +159,15 @@ def _fix_rootdir(config: pytest.Config, args: Sequence[str]) -> None:
     try:
         rootpath, inipath, *_ = findpaths.determine_setup(**{k: v for k, v in kwargs.items() if k in params})
     except Exception:  # noqa: BLE001 - an unknown pytest version: leave pytest's own choice
-        return
-    if inipath == config.inipath and rootpath != config.rootpath:
-        config._rootpath = rootpath  # noqa: SLF001 - the only way to correct pytest's early choice
-        config._parser.extra_info["rootdir"] = str(rootpath)  # noqa: SLF001
+        return None
+    if rootpath == config.rootpath:
+        return None
+    config._rootpath = rootpath  # noqa: SLF001 - the only way to correct pytest's early choice
+    config._parser.extra_info["rootdir"] = str(rootpath)  # noqa: SLF001
+    note = f"optconform: rootdir reset to {rootpath} (pytest had taken the report path's folder)"
+    if inipath != config.inipath:
+        note += f"; give --report-json=PATH to let pytest read {inipath} too"
+    return note
 
 
 @pytest.hookimpl(wrapper=True)
@@ -170,7 +177,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     if _suite_requested(early_config, args):
         early_config.stash[_ACTIVE] = True
         early_config.stash[_CLASHES] = _add_options(parser)
-        _fix_rootdir(early_config, args)
+        early_config.stash[_NOTES] = [n for n in (_fix_rootdir(early_config, args),) if n]
     return result
 
 
@@ -219,6 +226,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     report = config.stash[_REPORT]
     lines = [f"optconform target: {report.target}; live seed: {report.options['seed']} (replay with --seed); "
              f"required levels: {', '.join(report.required)}"]
+    lines += config.stash.get(_NOTES, [])
     clashes = config.stash.get(_CLASHES, [])
     if clashes:
         lines.append(f"optconform: {', '.join(clashes)} belong to another plugin or conftest here; use "

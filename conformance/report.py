@@ -60,6 +60,17 @@ class Check:
                 f"{'within' if self.passed else 'exceeds'} tolerance {self.tolerance:.3g}{where}")
 
 
+def error_line(exc: BaseException) -> str:
+    """One line naming what a target raised; for a failed rank (``RankFailure``) the rank and the last line of
+    its traceback, where the exception is."""
+    tb = getattr(exc, "traceback", None)
+    if isinstance(tb, str) and hasattr(exc, "rank"):
+        last = next((ln.strip() for ln in reversed(tb.splitlines()) if ln.strip()), "")
+        return f"rank {exc.rank} failed: {last}"
+    lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class VerdictFailure(AssertionError):
     """A check at a required level missed (an AssertionError, so hypothesis shrinks and prints the example)."""
 
@@ -131,9 +142,8 @@ class Verdict:
 
     def error(self, exc: BaseException, *, case: str = "") -> bool:
         """Record that the target raised ``exc`` at the case's level; True when that level is required."""
-        msg = f"{type(exc).__name__}: {exc}".strip()
         self._keep(Check(case or self.nodeid, "target raised", math.inf, 0.0, False, self.level, kind="error",
-                         message=msg.splitlines()[0] if msg else type(exc).__name__))
+                         message=error_line(exc)))
         return self.level in self.required
 
     def mismatch(self, message: str) -> bool:
@@ -162,6 +172,8 @@ class CaseRecord:
         for c in checks:
             levels[c["level"]] = "failed" if (not c["passed"] or levels.get(c["level"]) == "failed") else "passed"
         failing = [Check(**c) for c in checks if not c["passed"]]
+        if failing:  # the recorded evidence says more than pytest's exception line
+            reason = ""
         if outcome == "skipped":
             status = next((s for s in ("unsupported", "not provided") if reason.startswith(s)), None)
             status = status or ("mismatch" if reason.startswith(MISMATCH_PREFIX) else "skipped")

@@ -31,12 +31,14 @@ from .hyper import (
 )
 from .levels import (
     CORE,
+    EVEN_ROWS,
     HARDENING,
     LAYOUT,
     NORM_OVERFLOW_REGIME,
     NORM_UNDERFLOW_REGIME,
     ORDINARY,
     ORDINARY_WITH_EPS,
+    UNEVEN_ROWS,
     Regime,
 )
 
@@ -92,12 +94,22 @@ class Clause:
         """SPEC.md's heading line for this clause (without the leading ``### ``)."""
         return f"{self.id} {', '.join(f'`{f}`' for f in self.functions)} — {self.title}"
 
-    def regime(self, norms: float | list[float] | tuple[float, ...] = ()) -> Regime:
-        """The input regime of a case whose governing norms (the norms the clause computes) are ``norms``.
+    def regime(self, norms: float | list[float] | tuple[float, ...] = (), structural: tuple[str, ...] = ()
+               ) -> Regime:
+        """The input regime of a case whose governing norms (the norms the clause computes) are ``norms`` and
+        which shows the structural regimes named in ``structural``.
 
-        A norm that lies in a hardening regime makes the whole case that regime; zero norms are ordinary."""
+        A structural hardening regime, or a norm in a norm-range hardening regime, makes the whole case that
+        regime; zero norms are ordinary."""
         values = [norms] if isinstance(norms, (int, float)) else list(norms)
         ordinary = next((r for r in self.regimes if r.level == CORE), _ORDINARY_ONLY)
+        by_name = {r.name: r for r in self.regimes}
+        unknown = [s for s in structural if s not in by_name]
+        if unknown:
+            raise KeyError(f"{self.id} has no regime {unknown[0]!r}; its regimes: {list(by_name)}")
+        for name in structural:
+            if by_name[name].level != CORE:
+                return by_name[name]
         for v in values:
             if not v or math.isnan(v):
                 continue
@@ -225,7 +237,7 @@ CLAUSES: tuple[Clause, ...] = (
     Clause("S9.4", ("dist_muon",), "one DistMuon step", "zero2", _MUON,
            protocol=("DistMuon", P.DistMuonFactory), regimes=_NS_REGIMES, layout="S9.2"),
     Clause("S9.5", ("dist_adamw",), "one DistAdamW step", "zero2", _ADAMW.extend(*_RANK_MULS),
-           protocol=("DistAdamW", P.DistAdamWFactory), layout="S9.3"),
+           protocol=("DistAdamW", P.DistAdamWFactory), regimes=(EVEN_ROWS, UNEVEN_ROWS), layout="S9.3"),
     Clause("S10.1", ("dmodel_lr_scale",), "AdamW learning-rate scale by model width", "nanochat",
            HyperSet(_MODEL_DIM)),
     Clause("S10.2", ("nanochat_param_groups",), "`GPT.setup_optimizers`", "nanochat",

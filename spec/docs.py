@@ -55,7 +55,7 @@ def render_levels() -> str:
     """The verdict levels and every clause's input regimes."""
     rows = ["| level | what its checks judge |", "|---|---|"]
     rows += [f"| `{lv}` | {LEVEL_DOCS[lv]} |" for lv in LEVELS]
-    rows += ["", "| clause | regime | level | governing norm |", "|---|---|---|---|"]
+    rows += ["", "| clause | regime | level | where it holds |", "|---|---|---|---|"]
     for c in CLAUSES:
         for r in c.regimes:
             rows.append(f"| {c.id} `{c.name}` | `{r.name}` | {r.level} | {r.doc} |")

@@ -39,6 +39,8 @@ __all__ = [
     "ORDINARY_WITH_EPS",
     "NORM_OVERFLOW_REGIME",
     "NORM_UNDERFLOW_REGIME",
+    "EVEN_ROWS",
+    "UNEVEN_ROWS",
     "parse_levels",
 ]
 
@@ -76,18 +78,18 @@ CORE_NORM_MIN = 1e-15  # NORM_UNDERFLOW_F32 * CORE_MARGIN = 1.08e-15, rounded to
 
 @dataclass(frozen=True)
 class Regime:
-    """An input regime of a clause: the range of the clause's governing norm it covers, and its level.
-
-    ``norm = (lo, hi)``: the regime holds when lo <= the norm <= hi (a zero norm is always ``ordinary``:
-    there is nothing to overflow or underflow)."""
+    """An input regime of a clause and its level: either a range of the clause's governing norm
+    (``norm = (lo, hi)``: the regime holds when lo <= the norm <= hi; a zero norm is always ``ordinary``, there
+    is nothing to overflow or underflow), or a structural property of the case named by ``doc``
+    (``norm = None``; the judge that knows the structure reports it by the regime's name)."""
 
     name: str
     level: str
-    norm: tuple[float, float]
+    norm: tuple[float, float] | None
     doc: str
 
     def holds(self, norm: float) -> bool:
-        return self.norm[0] <= norm <= self.norm[1]
+        return self.norm is not None and self.norm[0] <= norm <= self.norm[1]
 
 
 ORDINARY = Regime("ordinary", CORE, (CORE_NORM_MIN, CORE_NORM_MAX),
@@ -104,6 +106,16 @@ NORM_UNDERFLOW_REGIME = Regime("norm_underflow", HARDENING, (0.0, CORE_NORM_MIN)
 #: is ordinary.
 ORDINARY_WITH_EPS = Regime("ordinary", CORE, (0.0, CORE_NORM_MAX),
                            f"‖G‖_F <= {CORE_NORM_MAX:g}: the seed's bf16 norm holds (below, the 1e-7 eps dominates)")
+
+
+#: S9.5: the seed's DistAdamW gives each rank dim0 // W rows through reduce_scatter_tensor, which needs W | dim0,
+#: and reads grad.shape[0], which a 0-D parameter lacks (nanochat #320/#364): it raises there. S9.3 defines the
+#: general case.
+UNEVEN_ROWS = Regime("uneven_rows", HARDENING, None,
+                     "some parameter is 0-D or has dim 0 not divisible by W: the seed's DistAdamW slices dim0 // W rows "
+                     "with reduce_scatter_tensor (needs W | dim0) and reads grad.shape[0]")
+#: Its complement: every parameter at least 1-D with W | dim0.
+EVEN_ROWS = Regime("even_rows", CORE, None, "every parameter at least 1-D with dim 0 divisible by W")
 
 
 def parse_levels(text: str) -> tuple[str, ...]:

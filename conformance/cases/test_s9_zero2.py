@@ -13,7 +13,9 @@ the rank, after ``--dist-timeout`` seconds at most). Judged (``judges.zero2``):
 
 Parameter counts and dim 0 do not divide W, dim 0 is smaller than W for some parameters, DistAdamW gets
 1-D and 0-D parameters, and some steps have gradients comparable to eps, where averaging with a sum
-instead of a mean changes the result even under Adam's and Newton–Schulz's scale invariance.
+instead of a mean changes the result even under Adam's and Newton–Schulz's scale invariance. A DistAdamW
+case with a 0-D parameter or a dim 0 that W does not divide is ``hardening`` (S9.5's regime
+``uneven_rows``: the seed's own DistAdamW cannot run it); the ``even`` case, dim 0 of 12 and 24, is ``core``.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _golden(kind: str, world_size: int) -> Trajectory | None:
     return None
 
 
-def _live(kind: str, world_size: int, rng: np.random.Generator) -> Trajectory:
+def _live(kind: str, world_size: int, rng: np.random.Generator, even: bool = False) -> Trajectory:
     steps = 12
     if kind == "DistMuon":
         shapes = [(8, 16), (8, 16), (8, 16), (16, 8), (16, 8), (12, 12), (4, 32)]
@@ -61,22 +63,26 @@ def _live(kind: str, world_size: int, rng: np.random.Generator) -> Trajectory:
         per_step = [{"lr": 0.02 * lr_multiplier(t, num_iterations=steps - 1, warmdown_ratio=0.5, final_lr_frac=0.1),
                      "momentum": muon_momentum(30 * t)} for t in range(steps)]
         hyper = dict(lr=0.02, momentum=per_step[0]["momentum"], nesterov=True, ns_steps=5)
-    else:
-        shapes = [(7, 3), (2, 5), (13,), (), (3, 2, 2), (1, 4)]
-        scale = [1e-10 if t % 3 == 1 else 1.0 for t in range(steps)]  # 1e-10 ~ eps: where sum vs mean shows
+    else:  # uneven: dim 0 not divisible by W, smaller than W, 0-D; even: dim 0 in {12, 24}, divisible by 1..4
+        shapes = [(12, 3), (24,), (12, 2, 2)] if even else [(7, 3), (2, 5), (13,), (), (3, 2, 2), (1, 4)]
+        # 1e-10 ~ eps: where sum vs mean shows; from the first step on (even), where eps placement shows too
+        scale = [1e-10 if (t < steps // 2 if even else t % 3 == 1) else 1.0 for t in range(steps)]
         per_step = [{"lr": 0.004 * lr_multiplier(t, num_iterations=steps - 1, warmdown_ratio=0.5)}
                     for t in range(steps)]
         hyper = dict(lr=0.004, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1)
     params0 = [0.5 * rng.standard_normal(s) for s in shapes]
     rank_grads = [[[scale[t] * rng.standard_normal(s) for s in shapes] for _ in range(world_size)]
                   for t in range(steps)]
-    return Trajectory(kind, f"live W={world_size}", params0, per_step, hyper, rank_grads=rank_grads,
-                      attrs=[{} for _ in shapes])
+    name = f"live{' even rows' if even else ''} W={world_size}"
+    # even rows also carry nanochat's per-parameter multipliers (p.lr_mul, p.wd_mul), as S8.2's core cases do
+    attrs = [{"lr_mul": 0.5, "wd_mul": 0.0}, {}, {"lr_mul": 2.0}] if even else [{} for _ in shapes]
+    return Trajectory(kind, name, params0, per_step, hyper, rank_grads=rank_grads, attrs=attrs)
 
 
 def _trajectories(kind: str, world_size: int, live_seed: int) -> dict[str, Trajectory]:
     rng = np.random.default_rng([live_seed, world_size, list(CLAUSES).index(kind)])
-    out = {"golden": _golden(kind, world_size), "live": _live(kind, world_size, rng)}
+    out = {"golden": _golden(kind, world_size), "live": _live(kind, world_size, rng),
+           "even": _live(kind, world_size, rng, even=True) if kind == "DistAdamW" else None}
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -88,21 +94,31 @@ def _runnable(target, traj: Trajectory) -> bool:
                                                     for v in traj.hyper_values())
 
 
+def _level(kind: str, world_size: int, traj: Trajectory) -> str:
+    """The verdict level of a distributed trajectory's input regime (S9.4: the gradients' norms; S9.5: rows)."""
+    if kind == "DistMuon":
+        return spec.clause("S9.4").regime(matrix_norms(*traj.arrays(0)[len(traj.params0):])).level
+    uneven = any(p.ndim == 0 or p.shape[0] % world_size for p in traj.params0)
+    return spec.clause("S9.5").regime(structural=("uneven_rows",) if uneven else ()).level
+
+
 @pytest.fixture(scope="session")
 def dist_results(target, pytestconfig, live_seed):
-    """Lazily runs (kind, W) once per session: {(kind, W): records [rank][trajectory] | exception}."""
+    """Lazily runs every trajectory of (kind, W) at one level on one process group, once per session (a crash in
+    a hardening regime cannot take a core case down with it): {(kind, W, level): (names, records | exception)}."""
     cache: dict = {}
 
-    def get(kind: str, world_size: int) -> tuple[dict[str, Trajectory], list[list[dict]] | Exception]:
-        if (kind, world_size) not in cache:
-            trajs = {k: t for k, t in _trajectories(kind, world_size, live_seed).items() if _runnable(target, t)}
+    def get(kind: str, world_size: int, level: str) -> tuple[list[str], list[list[dict]] | Exception]:
+        if (kind, world_size, level) not in cache:
+            trajs = {k: t for k, t in _trajectories(kind, world_size, live_seed).items()
+                     if _runnable(target, t) and _level(kind, world_size, t) == level}
             try:
                 records = run_all(target.spec, list(trajs.values()), world_size, device=option(pytestconfig, "device"),
                                   timeout_s=option(pytestconfig, "dist-timeout"))
             except (RankFailure, RankTimeout) as exc:
                 records = exc
-            cache[(kind, world_size)] = (trajs, records)
-        return cache[(kind, world_size)]
+            cache[(kind, world_size, level)] = (list(trajs), records)
+        return cache[(kind, world_size, level)]
 
     return get
 
@@ -123,12 +139,15 @@ def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int,
     case.supports_dtype(case_dtype(traj.arrays(0), squares=kind == "DistAdamW"))
     if kind == "DistMuon":
         case.verdict.regime(spec.clause("S9.4").regime(matrix_norms(*traj.arrays(0)[len(traj.params0):])))
-    trajs, records = dist_results(kind, world_size)
+    else:
+        uneven = any(p.ndim == 0 or p.shape[0] % world_size for p in traj.params0)
+        case.verdict.regime(spec.clause("S9.5").regime(structural=("uneven_rows",) if uneven else ()))
+    names, records = dist_results(kind, world_size, case.verdict.level)
     if isinstance(records, Exception):
         if case.verdict.error(records, case=traj.case_id):
             pytest.fail(f"{kind} on {world_size} ranks: {records}", pytrace=False)
         return None
-    k = list(trajs).index(which)
+    k = names.index(which)
     recs = [records[r][k] for r in range(world_size)]
     reasons = [rec["unsupported"] for rec in recs if "unsupported" in rec]
     if reasons:
@@ -155,7 +174,7 @@ def test_dist_muon(case, dist_results, live_seed, world_size, which):
 
 @pytest.mark.clause("S9.5")
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
-@pytest.mark.parametrize("which", ["golden", "live"])
+@pytest.mark.parametrize("which", ["golden", "live", "even"])
 def test_dist_adamw(case, dist_results, live_seed, world_size, which):
     got = _setup(case, dist_results, live_seed, "DistAdamW", world_size, which)
     if got is None:

@@ -3,8 +3,8 @@
 ``plain`` is a *correct* implementation written the way the seed's code is written, with none of the spec's
 hardening and its own (valid) ownership rules:
 
-* ``zeropower`` / ``Muon``: the seed's arithmetic verbatim: cast to bf16 first, bf16 Frobenius norm (it
-  overflows from ‖G‖ ≈ 1.8e19 and the update becomes zeros);
+* ``zeropower`` / ``Muon``: the seed's code (``optconform.conformance.seed_code``): cast to bf16 first, bf16
+  Frobenius norm (it overflows from ‖G‖ ≈ 1.8e19 and the update becomes zeros);
 * ``clip_grad_norm``: a plain float64 ``sqrt(Σ g²)`` (the squares underflow for gradients near 1e-160);
 * ``DistMuon``: every gradient all-reduced (AVG); parameter j of the constructor's list belongs to rank
   j mod W (a global index, not S9.2's index within a shape group), which updates it and broadcasts it;
@@ -28,48 +28,18 @@ import torch
 import torch.distributed as dist
 
 import optconform.impl as impl
-from optconform.conformance import torch_optim
-from optconform.spec import NS_COEFFICIENTS, NS_EPS, Unsupported
+from optconform.conformance import seed_code, torch_optim
+from optconform.spec import Unsupported
 
 # ------------------------------------------------------------------------------------------ plain (correct)
-
-
-def seed_zeropower(G: torch.Tensor, steps: int) -> torch.Tensor:
-    """nanochat's zeropower_via_newtonschulz5, verbatim arithmetic (bf16 cast, bf16 norm, unfused steps)."""
-    a, b, c = NS_COEFFICIENTS
-    X = G.bfloat16()
-    if G.size(-2) > G.size(-1):
-        X = X.mT
-    X = X / (X.norm(dim=(-2, -1), keepdim=True) + NS_EPS)
-    for _ in range(steps):
-        A = X @ X.mT
-        B = b * A + c * A @ A
-        X = a * X + B @ X
-    if G.size(-2) > G.size(-1):
-        X = X.mT
-    return X
 
 
 def _seed_muon_update(p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor, group: dict) -> None:
     """The seed's Muon.step body for one parameter (its Nesterov lerp writes into ``g``)."""
     buf.lerp_(g, 1 - group["momentum"])
     g = g.lerp_(buf, group["momentum"]) if group["nesterov"] else buf
-    g = seed_zeropower(g, group["ns_steps"])
+    g = seed_code.zeropower(g, group["ns_steps"])
     p.add_(g.to(p.dtype), alpha=-group["lr"] * max(1, p.size(-2) / p.size(-1)) ** 0.5)
-
-
-class PlainMuon(torch.optim.Optimizer):
-    """The seed's Muon (per parameter, seed arithmetic)."""
-
-    def __init__(self, params, *, lr, momentum, nesterov, ns_steps):
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
-                _seed_muon_update(p, p.grad, buf, group)
 
 
 @torch.no_grad()
@@ -115,7 +85,7 @@ _IMPL = {name: getattr(impl, name) for name in (
     "zeropower", "Muon", "DistMuon", "AdamW", "DistAdamW", "SGD", "lr_multiplier", "muon_momentum",
     "step_decay_lr", "exponential_decay_lr", "inverse_time_decay_lr", "clip_grad_norm")}
 
-plain = SimpleNamespace(**{**_IMPL, "zeropower": seed_zeropower, "Muon": PlainMuon,
+plain = SimpleNamespace(**{**_IMPL, "zeropower": seed_code.zeropower, "Muon": seed_code.Muon,
                            "clip_grad_norm": plain_clip_grad_norm, "DistMuon": PlainDistMuon,
                            "DistAdamW": PlainDistAdamW})
 

@@ -10,17 +10,32 @@
 from __future__ import annotations
 
 import pytest
-from suite_run import level, rows, run_suite
+from suite_run import level, rows, run_many
 
-pytestmark = pytest.mark.distributed
-
-_PLAIN_SELECT = "clip or zeropower or muon or dist"  # every clause the plain style changes, nothing else
+pytestmark = [pytest.mark.distributed, pytest.mark.xdist_group("levels")]
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory):
-    return run_suite("plain_targets:plain", tmp_path_factory.mktemp("plain"), select=_PLAIN_SELECT,
-                     world_sizes="1,2")
+def runs(tmp_path_factory):
+    """The three sessions of this file, in one interpreter."""
+    return run_many({
+        # every clause the plain style changes, nothing else
+        "plain": dict(target="plain_targets:plain", select="clip or zeropower or muon or dist", world_sizes="1,2"),
+        "require_all": dict(target="plain_targets:plain", select="zeropower and huge_norm", args=("--require", "all")),
+        "mechanisms": dict(target="plain_targets:mechanisms", world_sizes="1,2,3",
+                           select="sgd_golden or zeropower_golden or muon_golden or muon_live or adamw_golden "
+                                  "or clip_grad_norm_golden or dist"),
+    }, tmp_path_factory.mktemp("levels"))
+
+
+@pytest.fixture(scope="module")
+def plain(runs):
+    return runs["plain"]
+
+
+@pytest.fixture(scope="module")
+def mechanisms(runs):
+    return runs["mechanisms"]
 
 
 def test_plain_style_passes_core_and_the_run(plain):
@@ -58,19 +73,11 @@ def test_plain_style_is_flagged_under_layout_only(plain, clause, what):
     assert any("expected" in c["message"] for c in failing)  # the evidence: where it is vs where S9 puts it
 
 
-def test_require_all_turns_hardening_and_layout_into_failures(tmp_path):
-    rep = run_suite("plain_targets:plain", tmp_path, "--require", "all", select="zeropower and huge_norm",
-                    world_sizes="")
+def test_require_all_turns_hardening_and_layout_into_failures(runs):
+    rep = runs["require_all"]
     assert rep["returncode"] == 1 and rep["passed"] is False and rep["required"] == ["core", "hardening", "layout"]
     assert level(rep, "S6.2", "hardening")["verdict"] == "FAIL"
     assert "required levels: core, hardening, layout — FAIL" in rep["output"]
-
-
-@pytest.fixture(scope="module")
-def mechanisms(tmp_path_factory):
-    return run_suite("plain_targets:mechanisms", tmp_path_factory.mktemp("mech"), world_sizes="1,2,3",
-                     select="sgd_golden or zeropower_golden or muon_golden or muon_live or adamw_golden "
-                            "or clip_grad_norm_golden or dist")
 
 
 def _cases(report, clause):

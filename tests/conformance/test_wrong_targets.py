@@ -2,26 +2,46 @@
 the clause it breaks, at the verdict level it breaks, and every family's mistake-free control passes the same
 cases at every level.
 
-Each entry runs the conformance cases of its clause in a fresh interpreter (``suite_run``: the real plugin, the
-real target loading, hypothesis profile ``ci`` and ``--seed 0`` so the run is reproducible) and reads the
-verdict from ``--report-json``.
+Each entry runs the conformance cases of its clause through the real plugin and the real target loading
+(hypothesis profile ``ci``, ``--seed 0``: reproducible) and reads the verdict from ``--report-json``. The
+entries run in a few batches, each in one interpreter (``suite_run.run_many``) and, under
+``pytest-xdist --dist loadgroup``, on one worker.
 """
 
 from __future__ import annotations
 
 import pytest
-from suite_run import rows, run_suite
+from suite_run import rows, run_many
 from wrong_targets import CATALOG, CONTROLS
 
+ENTRIES = {**CATALOG, **CONTROLS}
+BATCHES = 6
+BATCH = {name: i % BATCHES for i, name in enumerate(sorted(ENTRIES))}
 
-def _run(name: str, entry, tmp_path) -> dict:
-    return run_suite(f"wrong_targets:{name}", tmp_path, select=entry.select, world_sizes=entry.world_sizes)
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """name -> its report; an entry's whole batch runs the first time one of its entries is asked for."""
+    done: dict[int, dict] = {}
+
+    def get(name: str) -> dict:
+        b = BATCH[name]
+        if b not in done:
+            jobs = {n: dict(target=f"wrong_targets:{n}", select=e.select, world_sizes=e.world_sizes)
+                    for n, e in ENTRIES.items() if BATCH[n] == b}
+            done[b] = run_many(jobs, tmp_path_factory.mktemp(f"catalog{b}"))
+        return done[b][name]
+
+    return get
 
 
-@pytest.mark.parametrize("name", sorted(CATALOG))
-def test_wrong_target_is_rejected_by_its_clause_at_its_level(name, tmp_path):
-    entry = CATALOG[name]
-    rep = _run(name, entry, tmp_path)
+def _params(names):
+    return [pytest.param(n, marks=pytest.mark.xdist_group(f"catalog{BATCH[n]}")) for n in sorted(names)]
+
+
+@pytest.mark.parametrize("name", _params(CATALOG))
+def test_wrong_target_is_rejected_by_its_clause_at_its_level(name, report):
+    entry, rep = CATALOG[name], report(name)
     table = rows(rep)
     assert entry.clause in table, f"{name}: no case of {entry.clause} ran\n{rep['output']}"
     cell = table[entry.clause]["levels"][entry.level]
@@ -30,10 +50,9 @@ def test_wrong_target_is_rejected_by_its_clause_at_its_level(name, tmp_path):
         assert table[entry.clause]["levels"]["core"]["failed"] == 0, rep["output"]
 
 
-@pytest.mark.parametrize("name", sorted(CONTROLS))
-def test_mistake_free_control_passes_at_every_level(name, tmp_path):
-    entry = CONTROLS[name]
-    rep = _run(name, entry, tmp_path)
+@pytest.mark.parametrize("name", _params(CONTROLS))
+def test_mistake_free_control_passes_at_every_level(name, report):
+    entry, rep = CONTROLS[name], report(name)
     table = rows(rep)
     assert table.get(entry.clause, {}).get("counts", {}).get("passed", 0) >= 1, rep["output"]
     failed = {c: [lv for lv, cell in r["levels"].items() if cell["failed"]] for c, r in table.items()}

@@ -161,7 +161,11 @@ def test_regimes_classify_by_the_governing_norm():
     assert zp.regime(1e-30).level == CORE  # the eps dominates: no underflow regime
     assert zp.regime(1e16).name == "norm_overflow" and zp.regime(1e15).level == CORE
     assert adamw.regime(1e30).level == CORE and adamw.levels == (CORE,)
-    assert dm.levels == (CORE, HARDENING, LAYOUT) and spec.clause("S9.5").levels == (CORE, LAYOUT)
+    assert dm.levels == (CORE, HARDENING, LAYOUT) and spec.clause("S9.5").levels == (CORE, HARDENING, LAYOUT)
+    da = spec.clause("S9.5")
+    assert da.regime().level == CORE and da.regime(structural=("uneven_rows",)).level == HARDENING
+    with pytest.raises(KeyError, match="no regime"):
+        da.regime(structural=("ragged",))
 
 
 def test_parse_levels():
