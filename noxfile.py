@@ -44,8 +44,9 @@ def tests(session: nox.Session) -> None:
     _install(session, "test")
     session.run(
         # --timeout: pytest-timeout's last guard against a hang anywhere; the multi-process tests have shorter ones
-        # --dist loadgroup: the batched suite runs of tests/conformance stay on one worker per batch
-        "pytest", "-n", "auto", "--dist", "loadgroup", "--timeout", "900", *session.posargs,
+        # --dist loadfile: a file's tests share one worker, so a module's batched suite runs
+        # (tests/conformance) happen once
+        "pytest", "-n", "auto", "--dist", "loadfile", "--timeout", "900", *session.posargs,
         env=_hypothesis_env("dev"),
     )
 

@@ -268,17 +268,20 @@ def pytest_runtest_call(item: pytest.Item):
     """A target's exception counts at the case's level; ``Unsupported`` makes the case unsupported."""
     if not active(item.config) or clause_of(item) is None:
         return (yield)
+    v = _verdict_of(item)
     try:
-        return (yield)
+        result = yield
     except VerdictFailure:
         raise
     except Unsupported as exc:
         raise pytest.skip.Exception(f"{UNSUPPORTED_PREFIX}: {exc}") from None
     except Exception as exc:
-        v = _verdict_of(item)
         if v is None or v.error(exc):
             raise
-        return None  # recorded as an error at a level the run does not require
+        result = None  # recorded as an error at a level the run does not require
+    if v is not None:
+        v.finish()  # the required misses recorded while the case ran on
+    return result
 
 
 @pytest.hookimpl(wrapper=True)

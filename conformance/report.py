@@ -76,17 +76,22 @@ class VerdictFailure(AssertionError):
 
 
 class Verdict:
-    """Records the checks of one case; raises :class:`VerdictFailure` on the first miss at a required level.
+    """Records the checks of one case; a miss at a required level raises :class:`VerdictFailure`.
 
     ``regime(r)`` sets the level the case's numeric checks (and any exception the target raises) belong to;
-    a check may name its level explicitly (ownership checks are ``layout``)."""
+    a check may name its level explicitly (ownership checks are ``layout``). With ``defer`` (every case but the
+    hypothesis ones, which must raise inside the example to shrink it) the case runs to its end, so every
+    check of every level is recorded, and :meth:`finish` raises for the required misses."""
 
-    def __init__(self, clause: str, name: str, nodeid: str, required: Sequence[str] = (CORE,)) -> None:
+    def __init__(self, clause: str, name: str, nodeid: str, required: Sequence[str] = (CORE,),
+                 defer: bool = False) -> None:
         self.clause, self.name, self.nodeid = clause, name, nodeid
         self.required = tuple(required)
+        self.defer = defer
         self.level = CORE
         self.regime_name = "ordinary"
         self.checks: list[Check] = []
+        self._pending: list[Check] = []
 
     def regime(self, regime: spec.Regime) -> None:
         """The case's input regime (``spec.clause(...).regime(norms)``): its level applies from here on."""
@@ -108,7 +113,17 @@ class Verdict:
         __tracebackhide__ = True
         self._keep(c)
         if not c.passed and c.level in self.required:
-            raise VerdictFailure(f"[{self.clause} {self.name}] {c.describe()}")
+            if not self.defer:
+                raise VerdictFailure(f"[{self.clause} {self.name}] {c.describe()}")
+            self._pending.append(c)
+
+    def finish(self) -> None:
+        """Raise for the misses at required levels recorded while deferring (the first named, the rest counted)."""
+        __tracebackhide__ = True
+        if self._pending:
+            more = f" (and {len(self._pending) - 1} more required check(s) missed)" if len(self._pending) > 1 else ""
+            first, self._pending = self._pending[0], []
+            raise VerdictFailure(f"[{self.clause} {self.name}] {first.describe()}{more}")
 
     def check(self, metric: str, value: float, tolerance: float, *, case: str = "", level: str | None = None,
               kind: str = "numeric") -> None:

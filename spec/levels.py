@@ -112,8 +112,8 @@ ORDINARY_WITH_EPS = Regime("ordinary", CORE, (0.0, CORE_NORM_MAX),
 #: and reads grad.shape[0], which a 0-D parameter lacks (nanochat #320/#364): it raises there. S9.3 defines the
 #: general case.
 UNEVEN_ROWS = Regime("uneven_rows", HARDENING, None,
-                     "some parameter is 0-D or has dim 0 not divisible by W: the seed's DistAdamW slices dim0 // W rows "
-                     "with reduce_scatter_tensor (needs W | dim0) and reads grad.shape[0]")
+                     "some parameter is 0-D or has dim 0 not divisible by W: the seed's DistAdamW slices dim0 // W "
+                     "rows with reduce_scatter_tensor (needs W | dim0) and reads grad.shape[0]")
 #: Its complement: every parameter at least 1-D with W | dim0.
 EVEN_ROWS = Regime("even_rows", CORE, None, "every parameter at least 1-D with dim 0 divisible by W")
 

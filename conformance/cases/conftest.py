@@ -69,7 +69,9 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
     c = clause_of(request.node)
     if c is None:
         raise pytest.UsageError(f"{request.node.nodeid} uses the verdict fixture without a clause marker")
-    return Verdict(c.id, c.name, request.node.nodeid, report_of(request.config).required)
+    # hypothesis cases raise at the first required miss (to shrink it); every other case runs to its end
+    hypothesis = getattr(getattr(request.node, "obj", None), "is_hypothesis_test", False)
+    return Verdict(c.id, c.name, request.node.nodeid, report_of(request.config).required, defer=not hypothesis)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from suite_run import level, rows, run_many
 
-pytestmark = [pytest.mark.distributed, pytest.mark.xdist_group("levels")]
+pytestmark = pytest.mark.distributed
 
 
 @pytest.fixture(scope="module")

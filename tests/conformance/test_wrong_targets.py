@@ -4,8 +4,8 @@ cases at every level.
 
 Each entry runs the conformance cases of its clause through the real plugin and the real target loading
 (hypothesis profile ``ci``, ``--seed 0``: reproducible) and reads the verdict from ``--report-json``. The
-entries run in a few batches, each in one interpreter (``suite_run.run_many``) and, under
-``pytest-xdist --dist loadgroup``, on one worker.
+entries run in a few batches, each in one interpreter (``suite_run.run_many``); ``nox -s tests`` keeps a
+file's tests on one worker (``--dist loadfile``), so each batch runs once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from suite_run import rows, run_many
 from wrong_targets import CATALOG, CONTROLS
 
 ENTRIES = {**CATALOG, **CONTROLS}
-BATCHES = 6
+BATCHES = 3
 BATCH = {name: i % BATCHES for i, name in enumerate(sorted(ENTRIES))}
 
 
@@ -35,11 +35,7 @@ def report(tmp_path_factory):
     return get
 
 
-def _params(names):
-    return [pytest.param(n, marks=pytest.mark.xdist_group(f"catalog{BATCH[n]}")) for n in sorted(names)]
-
-
-@pytest.mark.parametrize("name", _params(CATALOG))
+@pytest.mark.parametrize("name", sorted(CATALOG))
 def test_wrong_target_is_rejected_by_its_clause_at_its_level(name, report):
     entry, rep = CATALOG[name], report(name)
     table = rows(rep)
@@ -50,7 +46,7 @@ def test_wrong_target_is_rejected_by_its_clause_at_its_level(name, report):
         assert table[entry.clause]["levels"]["core"]["failed"] == 0, rep["output"]
 
 
-@pytest.mark.parametrize("name", _params(CONTROLS))
+@pytest.mark.parametrize("name", sorted(CONTROLS))
 def test_mistake_free_control_passes_at_every_level(name, report):
     entry, rep = CONTROLS[name], report(name)
     table = rows(rep)
