@@ -63,7 +63,8 @@ def conformance(session: nox.Session) -> None:
     """The main job: the conformance suite against a target (default optconform.impl).
 
     Pass options after ``--``: ``nox -s conformance -- --target optconform.conformance.torch_optim``,
-    ``--device cuda``, ``--world-sizes 1,2``, ``--strict``, ``--report-json PATH``, ``--report-md PATH``.
+    ``--require all``, ``--device cuda``, ``--world-sizes 1,2``, ``--strict-numerics``, ``--report-json PATH``,
+    ``--report-md PATH`` (README, "Options").
     """
     _install(session)
     session.run(

@@ -63,9 +63,6 @@ class Target:
             return "signature mismatch", mismatch
         return None
 
-    def provided(self) -> dict[str, bool]:
-        return {name: self.get(name) is not None for name in spec.PROTOCOL}
-
 
 def load_target(spec_text: str | None = None) -> Target:
     """Resolve ``spec_text`` (default: ``$OPTCONFORM_TARGET`` or ``optconform.impl``) to a :class:`Target`."""

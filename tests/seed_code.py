@@ -1,35 +1,30 @@
 """Transcriptions of the seed documents' code listings, shared by the reference tests.
 
 These are the independent side of the reference tests: the seed's own code (nanochat's base_train.py
-schedules and muon.py's Newton–Schulz), written out here, never the reference's. Bodies are kept as the
-seed prints them; only the module globals they read become arguments.
+schedules and muon.py's Newton–Schulz), never the reference's. Bodies are kept as the seed prints them; only
+the module globals they read become arguments. The schedules are the seed-code target's own
+(``optconform.conformance.seed_code``), one transcription for both; Newton–Schulz is written out here again in
+float64 NumPy, which the torch target cannot provide.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+from optconform.conformance import seed_code as _seed
 
 
 def seed_lr_multiplier_for(num_iterations, warmup_ratio, warmdown_ratio, final_lr_frac):
-    """The seed's get_lr_multiplier, body verbatim, as a closure over the given 'globals'."""
-    def get_lr_multiplier(it):
-        warmup_iters = round(warmup_ratio * num_iterations)
-        warmdown_iters = round(warmdown_ratio * num_iterations)
-
-        if it < warmup_iters:
-            return (it + 1) / warmup_iters
-        elif it <= num_iterations - warmdown_iters:
-            return 1.0
-        else:
-            progress = (num_iterations - it) / warmdown_iters
-            return progress * 1.0 + (1 - progress) * final_lr_frac
-    return get_lr_multiplier
+    """The seed's get_lr_multiplier (its body verbatim in optconform.conformance.seed_code, the suite's target
+    of the seed's code) as a closure over the given 'globals'."""
+    return functools.partial(_seed.lr_multiplier, num_iterations=num_iterations, warmup_ratio=warmup_ratio,
+                             warmdown_ratio=warmdown_ratio, final_lr_frac=final_lr_frac)
 
 
-def get_muon_momentum(it):
-    frac = min(it / 300, 1)
-    momentum = (1 - frac) * 0.85 + frac * 0.95
-    return momentum
+#: The seed's get_muon_momentum, verbatim there too.
+get_muon_momentum = _seed.muon_momentum
 
 
 def seed_zeropower(G: np.ndarray, steps: int) -> np.ndarray:

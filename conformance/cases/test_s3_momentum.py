@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from optconform.conformance.judges.float_family import judge_float_family
+from optconform.conformance.judges.float_family import judge_local
 from optconform.conformance.stepping import Trajectory, from_golden
-from optconform.conformance.tolerances import F32_STEP_RTOL, F32_STEP_RTOL_STRICT, f32_trajectory_rtol
 from optconform.golden import store
 from optconform.reference.momentum import sgd as ref_sgd
 
 
 def _judge(case, traj: Trajectory) -> None:
-    rep = case.replay(traj)
     mom, nest = traj.hyper["momentum"], traj.hyper["nesterov"]
 
     def ref_step(p, g, state, i, hp):
         return ref_sgd(p, g, state, lr=hp["lr"], momentum=mom, nesterov=nest)
 
-    judge_float_family(case.verdict, traj, rep, ref_step,
-                       step_rtol=F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL,
-                       golden_rtol=lambda k: f32_trajectory_rtol(k, strict=case.strict))
+    judge_local(case, traj, ref_step, squares=False)
 
 
 @pytest.mark.clause("S3.5")

@@ -10,25 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from optconform.conformance.judges.float_family import judge_float_family
+from optconform.conformance.judges.float_family import adamw_step, judge_local
 from optconform.conformance.stepping import Trajectory, from_golden
-from optconform.conformance.tolerances import F32_STEP_RTOL, F32_STEP_RTOL_STRICT, f32_trajectory_rtol
 from optconform.golden import store
-from optconform.reference.adam import adamw as ref_adamw
 
 
 def _judge(case, traj: Trajectory) -> None:
-    rep = case.replay(traj, squares=True)
-    h = traj.hyper
-
-    def ref_step(p, g, state, i, hp):
-        a = traj.attrs[i] if traj.attrs else {}
-        return ref_adamw(p, g, state, lr=hp["lr"], betas=h["betas"], eps=h["eps"], weight_decay=h["weight_decay"],
-                         lr_mul=a.get("lr_mul", 1.0), wd_mul=a.get("wd_mul", 1.0))
-
-    judge_float_family(case.verdict, traj, rep, ref_step,
-                       step_rtol=F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL,
-                       golden_rtol=lambda k: f32_trajectory_rtol(k, strict=case.strict))
+    judge_local(case, traj, adamw_step(traj), squares=True)
 
 
 @pytest.mark.clause("S8.2")

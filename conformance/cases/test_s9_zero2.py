@@ -27,7 +27,7 @@ from optconform import spec
 from optconform.conformance.case import Case, unsupported
 from optconform.conformance.distributed import run_all
 from optconform.conformance.judges import zero2 as Z
-from optconform.conformance.judges.float_family import judge_float_family
+from optconform.conformance.judges.float_family import adamw_step, judge_float_family
 from optconform.conformance.judges.muon import judge_muon
 from optconform.conformance.judges.ns import matrix_norms
 from optconform.conformance.plugin import option
@@ -40,7 +40,6 @@ from optconform.conformance.tolerances import (
     f32_trajectory_rtol,
 )
 from optconform.golden import store
-from optconform.reference.adam import adamw as ref_adamw
 from optconform.reference.schedules import lr_multiplier, muon_momentum
 
 WORLD_SIZES = (1, 2, 3, 4)
@@ -181,15 +180,9 @@ def test_dist_adamw(case, dist_results, live_seed, world_size, which):
         return
     traj, recs = got
     Z.judge_identical_ranks(case.verdict, traj, recs)
-    h, extra = traj.hyper, dist_average_rtol(world_size)
-
-    def ref_step(p, g, state, i, hp):
-        a = traj.attrs[i] if traj.attrs else {}
-        return ref_adamw(p, g, state, lr=hp["lr"], betas=h["betas"], eps=h["eps"], weight_decay=h["weight_decay"],
-                         lr_mul=a.get("lr_mul", 1.0), wd_mul=a.get("wd_mul", 1.0))
-
+    extra = dist_average_rtol(world_size)
     step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
-    states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), ref_step, step_rtol=step_rtol,
+    states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), adamw_step(traj), step_rtol=step_rtol,
                                 golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra)
     tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
     layout = Z.adamw_layout(traj, world_size)

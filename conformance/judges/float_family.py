@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from optconform.conformance import tolerances as T
 from optconform.conformance.report import Verdict
 from optconform.conformance.stepping import Replayed, Trajectory
+from optconform.reference.adam import adamw as ref_adamw
 
 
 def judge_float_family(verdict: Verdict, traj: Trajectory, rep: Replayed, ref_step: Callable, *, step_rtol: float,
@@ -45,3 +47,25 @@ def judge_float_family(verdict: Verdict, traj: Trajectory, rep: Replayed, ref_st
                  for t in range(traj.steps)]
         verdict.trajectory("error / accumulated bound vs golden trajectory", gerrs, 1.0, case=traj.case_id)
     return states
+
+
+def judge_local(case, traj: Trajectory, ref_step: Callable, *, squares: bool) -> list[dict]:
+    """Replay a single-process float32-family trajectory through the target (``case.replay``) and judge it with
+    the policy's per-step and trajectory bounds (strict under ``--strict-numerics``)."""
+    rep = case.replay(traj, squares=squares)
+    return judge_float_family(case.verdict, traj, rep, ref_step,
+                              step_rtol=T.F32_STEP_RTOL_STRICT if case.strict else T.F32_STEP_RTOL,
+                              golden_rtol=lambda k: T.f32_trajectory_rtol(k, strict=case.strict))
+
+
+def adamw_step(traj: Trajectory) -> Callable:
+    """The reference's S8.2 step for ``traj``: its constant hyperparameters, each step's lr, and every
+    parameter's ``lr_mul`` / ``wd_mul`` attributes (the ``ref_step`` of :func:`judge_float_family`)."""
+    h = traj.hyper
+
+    def ref_step(p, g, state, i, hp):
+        a = traj.attrs[i] if traj.attrs else {}
+        return ref_adamw(p, g, state, lr=hp["lr"], betas=h["betas"], eps=h["eps"], weight_decay=h["weight_decay"],
+                         lr_mul=a.get("lr_mul", 1.0), wd_mul=a.get("wd_mul", 1.0))
+
+    return ref_step

@@ -248,6 +248,14 @@ class DistAdamWSum(impl.DistAdamW):
         return super().step(closure)
 
 
+def _average_gradients(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """all_reduce(AVG) every gradient in place; returns the parameters."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for p in params:
+        dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+    return params
+
+
 class DistAdamWUnsharded(impl.AdamW):
     """Averages gradients with all_reduce and keeps the whole optimizer state on every rank (right
     numbers, no sharding: W times the memory)."""
@@ -257,26 +265,19 @@ class DistAdamWUnsharded(impl.AdamW):
 
     @torch.no_grad()
     def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+        _average_gradients(self)
         return super().step(closure)
 
 
-class DistAdamWAllOnRank0(impl.AdamW):
+class DistAdamWAllOnRank0(DistAdamWUnsharded):
     """Right numbers, every element held once, but rank 0 owns everything (an owner rule that always answers 0):
     no memory saved at all, which the balanced-layout bound rejects."""
 
-    def __init__(self, param_groups, *, lr, betas, eps, weight_decay):
-        super().__init__(param_groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-
     @torch.no_grad()
     def step(self, closure=None):
-        params = [p for group in self.param_groups for p in group["params"]]
-        for p in params:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+        params = _average_gradients(self)
         if dist.get_rank() == 0:
-            super().step(closure)
+            impl.AdamW.step(self, closure)
         for p in params:
             dist.broadcast(p, src=0)
 
@@ -290,9 +291,7 @@ class DistMuonUnsharded(impl.Muon):
 
     @torch.no_grad()
     def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+        _average_gradients(self)
         return super().step(closure)
 
 
