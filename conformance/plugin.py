@@ -16,9 +16,12 @@ through ``--require``, which levels fail the run. A target's exception counts at
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import secrets
+import signal
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -56,6 +59,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
                         help="comma-separated world sizes for the distributed cases (default 1,2,3,4; '' skips them)"),
     "dist-timeout": dict(type=float, default=120.0,
                          help="seconds before a distributed case's process group is declared hung (default 120)"),
+    "case-timeout": dict(type=float, default=120.0,
+                         help="seconds a single case may take before it is an error of the target's (a call that "
+                              "never returns); the run goes on. 0 turns it off (default 120; distributed cases get "
+                              "--dist-timeout on top)"),
     "strict-numerics": dict(action="store_true", default=False,
                             help="demand float32-level agreement everywhere (bf16 Newton–Schulz targets fail)"),
     "seed": dict(type=int, default=None,
@@ -269,12 +276,20 @@ def pytest_runtest_call(item: pytest.Item):
     if not active(item.config) or clause_of(item) is None:
         return (yield)
     v = _verdict_of(item)
+    seconds = float(option(item.config, "case-timeout") or 0)
+    if seconds and "dist_results" in getattr(item, "fixturenames", ()):
+        seconds += float(option(item.config, "dist-timeout"))
     try:
-        result = yield
+        with case_timeout(seconds):
+            result = yield
     except VerdictFailure:
         raise
     except Unsupported as exc:
         raise pytest.skip.Exception(f"{UNSUPPORTED_PREFIX}: {exc}") from None
+    except CaseTimeout as exc:
+        if v is None or v.error(exc):
+            raise pytest.fail.Exception(f"{exc}", pytrace=False) from None
+        result = None
     except Exception as exc:
         if v is None or v.error(exc):
             raise
@@ -282,6 +297,33 @@ def pytest_runtest_call(item: pytest.Item):
     if v is not None:
         v.finish()  # the required misses recorded while the case ran on
     return result
+
+
+class CaseTimeout(BaseException):
+    """A case ran past ``--case-timeout``: a target call that never returns. A BaseException, so that neither
+    the case nor hypothesis (which would replay the example, and hang again) catches it."""
+
+
+@contextlib.contextmanager
+def case_timeout(seconds: float):
+    """Raise :class:`CaseTimeout` in the main thread after ``seconds`` (SIGALRM; a no-op off the main thread,
+    on platforms without it, or for 0). A call stuck inside one long C function is interrupted when it
+    returns to Python; ``time.sleep`` and Python loops are interrupted at once."""
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def fire(signum, frame):
+        raise CaseTimeout(f"no return within {seconds:g} s (--case-timeout): a target call that never returns")
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -42,6 +42,8 @@ class Check:
     steps: int | None = None
     kind: str = "numeric"  # numeric | structure (a count against a bound) | exact | error | protocol
     message: str = ""
+    evidence: str = ""  # what kind of difference it is (conformance.evidence), for a failing check
+    bad_steps: list[int] | None = None  # every step of a trajectory that left tolerance
 
     def ratio(self) -> float:
         if self.kind in ("error", "protocol"):
@@ -54,19 +56,29 @@ class Check:
         """One line: what was measured, against what, at which level."""
         if self.kind in ("error", "protocol") or (self.kind == "exact" and not self.passed):
             return f"[{self.level}] {self.case}: {self.message}"
-        where = f" (first left tolerance at step {self.first_bad_step} of {self.steps})" \
-            if self.first_bad_step is not None else ""
+        where = ""
+        if self.first_bad_step is not None:
+            steps = self.bad_steps or [self.first_bad_step]
+            shown = ", ".join(map(str, steps[:8])) + (f", … ({len(steps)} steps)" if len(steps) > 8 else "")
+            where = f" (left tolerance at step{'s' if len(steps) > 1 else ''} {shown} of {self.steps})"
+        ev = f" — {self.evidence}" if self.evidence and not self.passed else ""
         return (f"[{self.level}] {self.case}: {self.metric} = {self.value:.6g} "
-                f"{'within' if self.passed else 'exceeds'} tolerance {self.tolerance:.3g}{where}")
+                f"{'within' if self.passed else 'exceeds'} tolerance {self.tolerance:.3g}{where}{ev}")
+
+
+def _last_line(text: str) -> str:
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
 
 
 def error_line(exc: BaseException) -> str:
-    """One line naming what a target raised; for a failed rank (``RankFailure``) the rank and the last line of
-    its traceback, where the exception is."""
+    """One line naming what a target raised. For a failed rank (``RankFailure``): the rank blamed and the last
+    line of its traceback, where the exception is, then every other rank that failed with its own; for a hung
+    group (``RankTimeout``): the timeout and the ranks still running."""
     tb = getattr(exc, "traceback", None)
     if isinstance(tb, str) and hasattr(exc, "rank"):
-        last = next((ln.strip() for ln in reversed(tb.splitlines()) if ln.strip()), "")
-        return f"rank {exc.rank} failed: {last}"
+        others = [f"rank {r}: {_last_line(t)}" for r, t in sorted(getattr(exc, "failures", {}).items())
+                  if r != exc.rank]
+        return f"rank {exc.rank} failed: {_last_line(tb)}" + (f" (also {'; '.join(others)})" if others else "")
     lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 
@@ -126,16 +138,16 @@ class Verdict:
             raise VerdictFailure(f"[{self.clause} {self.name}] {first.describe()}{more}")
 
     def check(self, metric: str, value: float, tolerance: float, *, case: str = "", level: str | None = None,
-              kind: str = "numeric") -> None:
-        """Record ``value <= tolerance`` (NaN fails)."""
+              kind: str = "numeric", evidence: str = "") -> None:
+        """Record ``value <= tolerance`` (NaN fails); ``evidence`` says what kind of difference a miss is."""
         __tracebackhide__ = True
         value = float(value)
         self._record(Check(case or self.nodeid, metric, value, float(tolerance), bool(value <= tolerance),
-                           level or self.level, kind=kind))
+                           level or self.level, kind=kind, evidence=evidence))
 
     def trajectory(self, metric: str, values: Sequence[float], tolerance: float | Sequence[float], *,
-                   case: str = "", level: str | None = None) -> None:
-        """Record a per-step metric; fails naming the first step (0-based) whose value left tolerance."""
+                   case: str = "", level: str | None = None, evidence: str = "") -> None:
+        """Record a per-step metric; fails naming every step (0-based) whose value left tolerance."""
         __tracebackhide__ = True
         vals = [float(v) for v in values]
         tols = [float(tolerance)] * len(vals) if isinstance(tolerance, (int, float)) else [float(t) for t in tolerance]
@@ -145,7 +157,8 @@ class Verdict:
         worst = max(range(len(vals)), key=lambda i: (vals[i] / tols[i]) if tols[i] else math.inf) if vals else 0
         pick = bad[0] if bad else worst
         self._record(Check(case or self.nodeid, metric, vals[pick] if vals else 0.0, tols[pick] if vals else 0.0,
-                           not bad, level or self.level, bad[0] if bad else None, len(vals)))
+                           not bad, level or self.level, bad[0] if bad else None, len(vals), evidence=evidence,
+                           bad_steps=bad or None))
 
     def equal(self, metric: str, actual: object, expected: object, *, case: str = "",
               level: str | None = None) -> None:

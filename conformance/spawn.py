@@ -12,7 +12,8 @@ Guarantees (the harness must never hang a test):
 * a rank whose ``fn`` returned ends with ``barrier()`` + ``destroy_process_group()`` (a gloo process that
   exits without destroying its group can abort, see notes/numerics.md);
 * an exception on any rank stops every rank and raises :class:`RankFailure` naming the rank that failed
-  first (secondary ``DistBackendError``\\s on peers that lost their partner are listed but not blamed),
+  first (secondary ``DistBackendError``\\s on peers that lost their partner are listed but not blamed; a
+  rank that died without reporting, killed or crashed, is blamed before any rank that reported an error),
   with its traceback;
 * if the ranks are still running after ``timeout_s`` seconds (counted from launch), each live rank's Python
   stack is dumped (``faulthandler`` on SIGUSR1), every rank is killed and :class:`RankTimeout` names the
@@ -143,7 +144,10 @@ def _failure(workdir: str, processes: Sequence[Any], torch_exc: Exception | None
     for r, p in enumerate(processes):
         if r not in failures and p.exitcode not in (0, None, -signal.SIGTERM, -signal.SIGKILL):
             failures[r] = f"process exited with code {p.exitcode} (negative = killed by that signal)"
-    if errors:
+    silent = sorted(r for r in failures if r not in errors)  # died without a word: killed, os._exit, a crash
+    if silent:  # the others' errors (a peer closed the connection) are its consequences
+        rank = silent[0]
+    elif errors:
         primary = [r for r, e in errors.items() if e["type"] not in _SECONDARY] or list(errors)
         rank = min(primary, key=lambda r: errors[r]["time"])
     elif failures:

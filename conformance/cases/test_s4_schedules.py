@@ -25,7 +25,9 @@ def _fuzz(case, clause_id: str, args: dict, counter: str) -> None:
     kw = dict(args)
     x = kw.pop(counter)
     expected = getattr(ref, spec.clause(clause_id).name)(x, **kw)
-    case.verdict.check("rel_err", rel_err(case.call(fn, x, **kw), expected), SCHEDULE_RTOL, case="fuzz")
+    got = case.call(fn, x, **kw)
+    case.verdict.check("rel_err", rel_err(got, expected), SCHEDULE_RTOL, case="fuzz",
+                       evidence=f"{name}({x}, {kw}) returned {got!r}, the reference {expected!r}")
 
 
 @pytest.mark.clause("S4.2")
@@ -59,7 +61,10 @@ def test_lr_multiplier_whole_run(case, hp):
     fn = case.require("lr_multiplier")
     worst = max((rel_err(case.call(fn, it, **hp), ref.lr_multiplier(it, **hp)), it)
                 for it in range(hp["num_iterations"] + 1))
-    case.verdict.check("rel_err", worst[0], SCHEDULE_RTOL, case=f"whole run (worst at it={worst[1]})")
+    it = worst[1]
+    case.verdict.check("rel_err", worst[0], SCHEDULE_RTOL, case=f"whole run (worst at it={it})",
+                       evidence=f"lr_multiplier({it}, {hp}) returned {case.call(fn, it, **hp)!r}, "
+                                f"the reference {ref.lr_multiplier(it, **hp)!r}")
 
 
 @pytest.mark.clause("S4.6")
@@ -80,6 +85,8 @@ def test_schedule_golden_table(case, clause_id, case_id):
     fn = case.require(spec.clause(clause_id).protocol_name)
     c = store.load_case(case_id)
     (counter,) = c.inputs
-    worst = max((rel_err(case.call(fn, int(x), **c.hyper), float(v)), int(x))
-                for x, v in zip(c.inputs[counter], c.outputs["value"], strict=True))
-    case.verdict.check("rel_err", worst[0], SCHEDULE_RTOL, case=f"{case_id} (worst at {counter}={worst[1]})")
+    values = {int(x): float(v) for x, v in zip(c.inputs[counter], c.outputs["value"], strict=True)}
+    worst = max((rel_err(case.call(fn, x, **c.hyper), v), x) for x, v in values.items())
+    x = worst[1]
+    case.verdict.check("rel_err", worst[0], SCHEDULE_RTOL, case=f"{case_id} (worst at {counter}={x})",
+                       evidence=f"returned {case.call(fn, x, **c.hyper)!r} at {counter}={x}, the golden {values[x]!r}")

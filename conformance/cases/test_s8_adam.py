@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from optconform.conformance.judges.float_family import adamw_step, judge_local
+from optconform.conformance.judges.float_family import adamw_step, adamw_variants, judge_local
 from optconform.conformance.stepping import Trajectory, from_golden
 from optconform.golden import store
 
 
 def _judge(case, traj: Trajectory) -> None:
-    judge_local(case, traj, adamw_step(traj), squares=True)
+    judge_local(case, traj, adamw_step(traj), squares=True, variants=adamw_variants(traj))
 
 
 @pytest.mark.clause("S8.2")

@@ -27,7 +27,7 @@ from optconform import spec
 from optconform.conformance.case import Case, unsupported
 from optconform.conformance.distributed import run_all
 from optconform.conformance.judges import zero2 as Z
-from optconform.conformance.judges.float_family import adamw_step, judge_float_family
+from optconform.conformance.judges.float_family import adamw_step, adamw_variants, judge_float_family
 from optconform.conformance.judges.muon import judge_muon
 from optconform.conformance.judges.ns import matrix_norms
 from optconform.conformance.plugin import option
@@ -183,7 +183,8 @@ def test_dist_adamw(case, dist_results, live_seed, world_size, which):
     extra = dist_average_rtol(world_size)
     step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
     states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), adamw_step(traj), step_rtol=step_rtol,
-                                golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra)
+                                golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra,
+                                variants=adamw_variants(traj))
     tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
     layout = Z.adamw_layout(traj, world_size)
     Z.judge_state_partition(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), layout, tol, golden_tol)

@@ -6,6 +6,7 @@ import numpy as np
 
 from optconform import spec
 from optconform.conformance.case import Case
+from optconform.conformance.evidence import compare, describe
 from optconform.conformance.metrics import scaled_norm
 from optconform.conformance.stepping import case_dtype
 from optconform.conformance.tolerances import (
@@ -53,8 +54,10 @@ def judge_clip(case: Case, grads, max_norm: float, label: str, golden=None) -> N
     ref_clipped, ref_total = ref_clip(given, max_norm=max_norm)
     denom = ref_total if ref_total > 0 else 1.0
     v.check("total rel err", abs(total - ref_total) / denom, CLIP_TOTAL_RTOL_STRICT if strict else CLIP_TOTAL_RTOL,
-            case=label)
+            case=label, evidence=f"returned total {total:.6g}, reference {ref_total:.6g} (max_norm {max_norm:.3g})")
     rtol = CLIP_GRAD_RTOL_STRICT if strict else CLIP_GRAD_RTOL
-    v.check("clipped grad rel err (live reference)", _grad_err(clipped, ref_clipped), rtol, case=label)
+    v.check("clipped grad rel err (live reference)", _grad_err(clipped, ref_clipped), rtol, case=label,
+            evidence="the clipped gradients are " + describe(compare(clipped, ref_clipped)))
     if golden is not None:  # the goldens were made from the unrounded float64 gradients: one more rounding (u)
-        v.check("clipped grad rel err (golden)", _grad_err(clipped, golden), rtol + F32_U, case=label)
+        v.check("clipped grad rel err (golden)", _grad_err(clipped, golden), rtol + F32_U, case=label,
+                evidence="the clipped gradients are " + describe(compare(clipped, golden)))

@@ -3,18 +3,22 @@ the live reference from the target's own parameters, the whole trajectory agains
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from optconform.conformance import tolerances as T
+from optconform.conformance.evidence import compare, describe
 from optconform.conformance.report import Verdict
 from optconform.conformance.stepping import Replayed, Trajectory
 from optconform.reference.adam import adamw as ref_adamw
 
 
 def judge_float_family(verdict: Verdict, traj: Trajectory, rep: Replayed, ref_step: Callable, *, step_rtol: float,
-                       golden_rtol: Callable[[int], float]) -> list[dict]:
+                       golden_rtol: Callable[[int], float], variants: dict[str, Callable] | None = None
+                       ) -> list[dict]:
     """Judge a float32-family trajectory step by step and against the goldens.
 
     The float32 family's per-step error bound is absolute, 1.5u‖θ'‖ + 4u‖Δθ‖ <= 4u(‖θ'‖ + ‖Δθ‖)
@@ -25,20 +29,44 @@ def judge_float_family(verdict: Verdict, traj: Trajectory, rep: Replayed, ref_st
     Whole trajectory: ‖θ_t − θ_t(golden)‖ <= ``golden_rtol(1)`` · Σ_{s<=t}(‖θ'_s‖ + ‖Δθ_s‖), the per-step
     bounds added up (errors add without feedback when gradients are given; ``golden_rtol(k)`` is k times
     the per-step bound). Returns the reference's final per-parameter states.
+
+    Evidence for a miss: a parameter that turns NaN/inf is reported as the target's output (step, parameter)
+    and not judged further; at the first step that leaves tolerance, the target's Δθ is compared with the
+    reference's (:mod:`..evidence`), the parameter's ``lr_mul`` / ``wd_mul`` are named, and each of
+    ``variants`` (name -> another ``ref_step``, e.g. the reference with the multipliers ignored) that the
+    target's step matches is named.
     """
     states: list[dict] = [{} for _ in traj.params0]
-    errs, scales = [], []  # scales[t][i] = ‖θ'‖ + ‖Δθ‖ of the reference step
+    errs, scales = [], []  # scales[t][i] = ‖θ'‖ + ‖Δθ‖ of the reference step (nan once a parameter is non-finite)
+    dead: dict[int, tuple[int, int]] = {}  # param -> (step it turned non-finite, entries)
+    evidence = ""
     for t in range(traj.steps):
-        worst, row = 0.0, []
+        worst, row, at = 0.0, [], None
         for i in range(len(traj.params0)):
-            ref_after, states[i] = ref_step(rep.before[t][i], rep.grads[t][i], states[i], i, traj.per_step[t])
-            scale = float(np.linalg.norm(ref_after)) + float(np.linalg.norm(ref_after - rep.before[t][i]))
+            before, after, g = rep.before[t][i], rep.after[t][i], rep.grads[t][i]
+            if i not in dead and not np.all(np.isfinite(after)):
+                dead[i] = (t, int(np.sum(~np.isfinite(after))))
+            if i in dead:
+                row.append(math.nan)
+                worst = math.inf
+                continue
+            prev = states[i]
+            ref_after, states[i] = ref_step(before, g, prev, i, traj.per_step[t])
+            scale = float(np.linalg.norm(ref_after)) + float(np.linalg.norm(ref_after - before))
             row.append(scale)
-            err = float(np.linalg.norm(rep.after[t][i] - ref_after))
-            worst = max(worst, err / scale if scale > 0 else err)
+            err = float(np.linalg.norm(after - ref_after))
+            e = err / scale if scale > 0 else err
+            if e > worst:
+                worst, at = e, (i, before, g, prev, ref_after, after)
         errs.append(worst)
         scales.append(row)
-    verdict.trajectory("error / (‖θ'‖+‖Δθ‖) vs live reference, per step", errs, step_rtol, case=traj.case_id)
+        if not evidence and worst > step_rtol and at is not None:
+            evidence = _step_evidence(traj, t, at, step_rtol, variants or {})
+    for i, (t, count) in sorted(dead.items()):
+        verdict.check(f"non-finite entries of param {i}", count, 0, case=f"{traj.case_id} step {t}",
+                      evidence=f"the target's param {i} holds {count} NaN/inf after step {t} (its own output)")
+    verdict.trajectory("error / (‖θ'‖+‖Δθ‖) vs live reference, per step", errs, step_rtol, case=traj.case_id,
+                       evidence=evidence)
     if traj.expected is not None:
         per_step = golden_rtol(1)
         budget = np.cumsum(np.asarray(scales), axis=0) * per_step  # [t][i]
@@ -49,13 +77,29 @@ def judge_float_family(verdict: Verdict, traj: Trajectory, rep: Replayed, ref_st
     return states
 
 
-def judge_local(case, traj: Trajectory, ref_step: Callable, *, squares: bool) -> list[dict]:
+def _step_evidence(traj: Trajectory, t: int, at: tuple, step_rtol: float, variants: dict[str, Callable]) -> str:
+    """At the first step that left tolerance: what the worst parameter's Δθ is next to the reference's."""
+    i, before, g, prev, ref_after, after = at
+    parts = [f"step {t} param {i}: Δθ is " + describe(compare(after - before, ref_after - before))]
+    attrs = traj.attrs[i] if traj.attrs else {}
+    if attrs:
+        parts.append("this parameter carries " + ", ".join(f"p.{k} = {v:g}" for k, v in sorted(attrs.items())))
+    for name, variant in variants.items():
+        alt, _ = variant(before, g, prev, i, traj.per_step[t])
+        scale = float(np.linalg.norm(alt)) + float(np.linalg.norm(alt - before))
+        if float(np.linalg.norm(after - alt)) <= step_rtol * scale:
+            parts.append(f"it matches the reference with {name}")
+    return "; ".join(parts)
+
+
+def judge_local(case, traj: Trajectory, ref_step: Callable, *, squares: bool,
+                variants: dict[str, Callable] | None = None) -> list[dict]:
     """Replay a single-process float32-family trajectory through the target (``case.replay``) and judge it with
     the policy's per-step and trajectory bounds (strict under ``--strict-numerics``)."""
     rep = case.replay(traj, squares=squares)
     return judge_float_family(case.verdict, traj, rep, ref_step,
                               step_rtol=T.F32_STEP_RTOL_STRICT if case.strict else T.F32_STEP_RTOL,
-                              golden_rtol=lambda k: T.f32_trajectory_rtol(k, strict=case.strict))
+                              golden_rtol=lambda k: T.f32_trajectory_rtol(k, strict=case.strict), variants=variants)
 
 
 def adamw_step(traj: Trajectory) -> Callable:
@@ -69,3 +113,11 @@ def adamw_step(traj: Trajectory) -> Callable:
                          lr_mul=a.get("lr_mul", 1.0), wd_mul=a.get("wd_mul", 1.0))
 
     return ref_step
+
+
+def adamw_variants(traj: Trajectory) -> dict[str, Callable]:
+    """Known ways a target departs from S8.2 that the evidence names when they match: the per-parameter
+    multipliers ignored (torch.optim.AdamW and fused kernels do not read ``p.lr_mul`` / ``p.wd_mul``)."""
+    if not any(traj.attrs or ()):
+        return {}
+    return {"p.lr_mul and p.wd_mul ignored": adamw_step(replace(traj, attrs=[{} for _ in traj.params0]))}

@@ -38,9 +38,18 @@ def judge_muon(verdict: Verdict, traj: Trajectory, rep: Replayed, *, strict: boo
     b = bounds(ns_steps, strict=strict)
     mean = traj.mean_grads()
     states: list[dict] = [{} for _ in traj.params0]
+    dead: set[int] = set()
     for t in range(traj.steps):
         lr, beta = traj.per_step[t]["lr"], traj.per_step[t]["momentum"]
         for i, p0 in enumerate(traj.params0):
+            if i in dead:
+                continue
+            if not np.all(np.isfinite(rep.after[t][i])):  # the target's own output; the reference refuses NaN
+                dead.add(i)
+                n = int(np.sum(~np.isfinite(rep.after[t][i])))
+                verdict.check(f"non-finite entries of param {i}", n, 0, case=f"{traj.case_id} step {t}",
+                              evidence=f"the target's param {i} holds {n} NaN/inf after step {t} (its own output)")
+                continue
             seen = {}
 
             def capture(u, steps, seen=seen):
@@ -66,7 +75,7 @@ def judge_muon(verdict: Verdict, traj: Trajectory, rep: Replayed, *, strict: boo
                 judge_ns(verdict, recovered, golden_update, u, b, case=f"{case} (golden)")
     tol = T.f32_trajectory_rtol(traj.steps, strict=strict) + traj.steps * extra_rtol
     for i, st in enumerate(rep.state):
-        if "momentum_buffer" not in st or traj.params0[i].size == 0:
+        if "momentum_buffer" not in st or traj.params0[i].size == 0 or i in dead:
             continue
         verdict.check(f"final momentum_buffer of param {i} vs live reference",
                       rel_fro_error(st["momentum_buffer"], states[i]["momentum_buffer"]), tol, case=traj.case_id)

@@ -7,6 +7,7 @@ import numpy as np
 
 from optconform import spec
 from optconform.conformance import tolerances as T
+from optconform.conformance.evidence import compare, describe
 from optconform.conformance.metrics import ns_subspace_errors, to_float64
 from optconform.conformance.report import Verdict
 
@@ -27,12 +28,14 @@ def matrix_norms(*arrays: np.ndarray) -> list[float]:
 
 
 def judge_ns(verdict: Verdict, actual, expected, G, b: T.NSBounds, *, case: str) -> dict:
-    """The family's checks of one output: direction, subspace, acted, spectral_max; zero in, zero out."""
+    """The family's checks of one output: direction, subspace, acted, spectral_max; zero in, zero out. A miss
+    carries the kind of difference (all zeros, a constant factor, another direction, NaN)."""
     e = ns_subspace_errors(actual, expected, G, threshold=T.NS_SUBSPACE_THRESHOLD, noise_ratio=b.noise_ratio)
-    verdict.check("direction", e["direction"], b.direction, case=case)
-    verdict.check("subspace", e["subspace"], b.subspace, case=case)
-    verdict.check("acted", e["acted"], b.acted, case=case)
-    verdict.check("spectral_max", e["spectral_max"], b.spectral_max, case=case)
+    limits = {"direction": b.direction, "subspace": b.subspace, "acted": b.acted, "spectral_max": b.spectral_max}
+    missed = any(not e[k] <= v for k, v in limits.items())
+    evidence = describe(compare(actual, expected)) if missed else ""
+    for metric, bound in limits.items():
+        verdict.check(metric, e[metric], bound, case=case, evidence=evidence)
     g = to_float64(G)
     zero = np.all(g.reshape(-1, *g.shape[-2:]) == 0, axis=(1, 2))
     if zero.any():

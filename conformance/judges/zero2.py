@@ -93,6 +93,8 @@ def judge_state_partition(verdict: Verdict, traj: Trajectory, recs: list[dict], 
             continue
         want = sorted(layout[i])
         for key in keys:
+            if key not in ref_states[i]:  # the parameter turned non-finite before its first step: reported there
+                continue
             ref = np.asarray(ref_states[i][key], dtype=np.float64)
             preferred = dict(layout[i])
             placed: list[tuple[int, int]] = []

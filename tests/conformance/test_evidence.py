@@ -1,0 +1,55 @@
+"""The messages a person gets for each way a target can be wrong, in the terminal, the JSON and the Markdown
+reports, and the run finishes: an all-zero output, a 2× output, ignored ``lr_mul``, a NaN at step k, a
+raising ``step``, a target that never returns, and a dead rank (``misbehaving_targets``)."""
+
+from __future__ import annotations
+
+import pytest
+from suite_run import run_many
+
+pytestmark = pytest.mark.distributed
+
+#: name -> (cases to run, world sizes, what the person must read, the case status)
+EXPECT = {
+    "zero_output": ("zeropower_golden and gaussian_16x32", "", "the output is all zeros", "failed"),
+    "double_output": ("zeropower_golden and gaussian_16x32", "", "2× the reference (cosine 1.0000): a constant factor",
+                      "failed"),
+    "ignores_lr_mul": ("adamw_golden and lr_mul2", "", "it matches the reference with p.lr_mul and p.wd_mul ignored",
+                       "failed"),
+    "nan_at_step": ("sgd_golden and momentum0.9_nesterov", "", "param 0 holds 48 NaN/inf after step 3", "failed"),
+    "raising_step": ("muon_golden and batched", "", "RuntimeError: boom: the optimizer gave up at its third step",
+                     "error"),
+    "never_returns": ("lr_multiplier_whole_run", "", "no return within 3 s (--case-timeout)", "error"),
+    "dead_rank": ("dist_muon and live-2", "2", "rank 1 failed: process exited with code 3", "error"),
+}
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    jobs = {name: dict(target=f"misbehaving_targets:{name}", select=sel, world_sizes=ws,
+                       args=("--case-timeout", "3", f"--report-md={tmp_path_factory.getbasetemp()}/{name}.md"))
+            for name, (sel, ws, _, _) in EXPECT.items()}
+    return run_many(jobs, tmp_path_factory.mktemp("evidence")), tmp_path_factory.getbasetemp()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECT))
+def test_each_misbehaviour_is_reported_as_what_it_is_everywhere(reports, name):
+    reps, base = reports
+    rep = reps[name]
+    _, _, text, status = EXPECT[name]
+    cases = [c for c in rep["cases"] if c["status"] != "skipped"]
+    assert cases, rep["output"]
+    bad = [c for c in cases if c["status"] == status]
+    assert bad, (status, [(c["status"], c["reason"]) for c in cases])
+    assert any(text in c["reason"] for c in bad), [c["reason"] for c in bad]  # the JSON's short reason
+    assert text in rep["output"]  # the terminal's table footer
+    assert text in (base / f"{name}.md").read_text()  # the Markdown report
+    assert rep["returncode"] == 1 and "required levels: core — FAIL" in rep["output"]  # the run finished
+
+
+def test_a_crash_is_an_error_and_a_miss_is_a_failure_in_the_table(reports):
+    reps, _ = reports
+    raising = next(r for r in reps["raising_step"]["summary"] if r["clause"] == "S7.2")
+    assert raising["counts"]["error"] >= 1 and raising["levels"]["core"]["worst"]["kind"] == "error"
+    double = next(r for r in reps["double_output"]["summary"] if r["clause"] == "S6.2")
+    assert double["counts"]["failed"] >= 1 and double["levels"]["core"]["worst"]["kind"] == "numeric"
