@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from .stepping import Trajectory, case_dtype, step_through
+from .stepping import Trajectory, case_dtype, relax_recompile_limits, step_through
 
 
 def run_rank(rank: int, world_size: int, target_spec: str, trajectories: list[Trajectory],
@@ -27,6 +27,7 @@ def run_rank(rank: int, world_size: int, target_spec: str, trajectories: list[Tr
     dev = torch.device(device if device == "cpu" else f"cuda:{rank}")
     out = []
     for traj in trajectories:
+        relax_recompile_limits()
         ctor = target.get(traj.kind)
         dtype = case_dtype(traj.arrays(rank), squares=traj.kind == "DistAdamW")
         try:

@@ -34,6 +34,7 @@ from optconform.spec import Unsupported
 from optconform.spec.levels import LEVELS, parse_levels
 
 from .report import PROPERTY_KEY, UNSUPPORTED_PREFIX, CaseRecord, Report, Verdict, VerdictFailure
+from .stepping import relax_recompile_limits
 from .target import DEFAULT_TARGET, ENV_VAR, Target, TargetError, load_target
 
 CLAUSE_KEY = "optconform_clause"
@@ -275,6 +276,7 @@ def pytest_runtest_call(item: pytest.Item):
     """A target's exception counts at the case's level; ``Unsupported`` makes the case unsupported."""
     if not active(item.config) or clause_of(item) is None:
         return (yield)
+    relax_recompile_limits()
     v = _verdict_of(item)
     seconds = float(option(item.config, "case-timeout") or 0)
     if seconds and "dist_results" in getattr(item, "fixturenames", ()):

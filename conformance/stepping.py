@@ -113,6 +113,30 @@ def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device
     return out
 
 
+#: torch.compile recompiles a shape-specialised function for each new input shape, and refuses past its
+#: recompile limit (8 by default; with ``fullgraph=True`` a hard error). The suite's cases use far more shapes
+#: than one training run does, so it raises the limits for its own processes: a compiled target is then never
+#: failed for the suite's variety of shapes, only slowed by it.
+RECOMPILE_LIMIT = 1024
+_LIMIT_NAMES = ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit")
+
+
+def relax_recompile_limits() -> None:
+    """Raise torch._dynamo's recompile limits to at least :data:`RECOMPILE_LIMIT` (if torch.compile is in use)."""
+    import sys
+
+    cfg = sys.modules.get("torch._dynamo.config")
+    if cfg is None:
+        return
+    for name in _LIMIT_NAMES:
+        try:
+            current = getattr(cfg, name)
+        except AttributeError:
+            continue
+        if isinstance(current, int) and current < RECOMPILE_LIMIT:
+            setattr(cfg, name, RECOMPILE_LIMIT)
+
+
 # float32's normal range; a value outside it (or whose square is, for second-moment optimizers) cannot be
 # represented faithfully, so such a case runs in float64 instead (SPEC "Tolerance policy", precision).
 _F32_TINY, _F32_MAX = 1.1754943508222875e-38, 3.4028234663852886e38

@@ -78,10 +78,45 @@ def _live(kind: str, world_size: int, rng: np.random.Generator, even: bool = Fal
     return Trajectory(kind, name, params0, per_step, hyper, rank_grads=rank_grads, attrs=attrs)
 
 
+#: Shapes where real implementations switch code paths or mask one bug with another. DistMuon "groups": same-shape
+#: groups of 5, 3, 2, 1 and 4 parameters (every remainder modulo W = 2, 3, 4) and one 35×32 matrix (1120
+#: elements, dim 0 divisible by no W > 1); "single": one shape only, so that a grouping bug cannot hide behind
+#: a shape-mixing one. DistAdamW "large": 1024+ elements with dim 0 divisible by no W > 1.
+SHAPES = {
+    ("DistMuon", "groups"): [(4, 8)] * 5 + [(8, 4)] * 3 + [(6, 6)] * 2 + [(3, 5)] + [(5, 3)] * 4 + [(35, 32)],
+    ("DistMuon", "single"): [(8, 16)] * 6,
+    ("DistAdamW", "large"): [(257, 4), (35, 32), (1029,)],
+}
+KINDS = {"DistMuon": ("golden", "live", "groups", "single"), "DistAdamW": ("golden", "live", "even", "large")}
+
+
+def _shaped(kind: str, which: str, world_size: int, rng: np.random.Generator) -> Trajectory:
+    """A 6-step live trajectory on SHAPES[kind, which]; DistAdamW's carries per-parameter multipliers."""
+    steps, shapes = 6, SHAPES[kind, which]
+    if kind == "DistMuon":
+        per_step = [{"lr": 0.02, "momentum": muon_momentum(50 * t)} for t in range(steps)]
+        hyper = dict(lr=0.02, momentum=per_step[0]["momentum"], nesterov=True, ns_steps=5)
+        attrs = [{} for _ in shapes]
+    else:
+        per_step = [{"lr": 0.004} for _ in range(steps)]
+        hyper = dict(lr=0.004, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1)
+        attrs = [{"lr_mul": 2.0}, {}, {"wd_mul": 0.0}]
+    scale = [1e-10 if kind == "DistAdamW" and t < 3 else 1.0 for t in range(steps)]
+    params0 = [0.5 * rng.standard_normal(s) for s in shapes]
+    rank_grads = [[[scale[t] * rng.standard_normal(s) for s in shapes] for _ in range(world_size)]
+                  for t in range(steps)]
+    return Trajectory(kind, f"live {which} W={world_size}", params0, per_step, hyper, rank_grads=rank_grads,
+                      attrs=attrs)
+
+
 def _trajectories(kind: str, world_size: int, live_seed: int) -> dict[str, Trajectory]:
     rng = np.random.default_rng([live_seed, world_size, list(CLAUSES).index(kind)])
-    out = {"golden": _golden(kind, world_size), "live": _live(kind, world_size, rng),
-           "even": _live(kind, world_size, rng, even=True) if kind == "DistAdamW" else None}
+    out = {"golden": _golden(kind, world_size), "live": _live(kind, world_size, rng)}
+    if kind == "DistAdamW":
+        out["even"] = _live(kind, world_size, rng, even=True)
+    for which in KINDS[kind]:
+        if (kind, which) in SHAPES:
+            out[which] = _shaped(kind, which, world_size, rng)
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -156,7 +191,7 @@ def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int,
 
 @pytest.mark.clause("S9.4")
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
-@pytest.mark.parametrize("which", ["golden", "live"])
+@pytest.mark.parametrize("which", KINDS["DistMuon"])
 def test_dist_muon(case, dist_results, live_seed, world_size, which):
     got = _setup(case, dist_results, live_seed, "DistMuon", world_size, which)
     if got is None:
@@ -173,7 +208,7 @@ def test_dist_muon(case, dist_results, live_seed, world_size, which):
 
 @pytest.mark.clause("S9.5")
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
-@pytest.mark.parametrize("which", ["golden", "live", "even"])
+@pytest.mark.parametrize("which", KINDS["DistAdamW"])
 def test_dist_adamw(case, dist_results, live_seed, world_size, which):
     got = _setup(case, dist_results, live_seed, "DistAdamW", world_size, which)
     if got is None:

@@ -355,6 +355,20 @@ CATALOG: dict[str, Entry] = {
     "distadamw_all_on_rank0": Entry("S9.5", "core", "dist_adamw", _W2, _target(DistAdamW=DistAdamWAllOnRank0)),
 }
 
+def make_compiled_zeropower():
+    """The production kernel through ``torch.compile(fullgraph=True, dynamic=False)`` (the eager backend, so
+    that compiling costs milliseconds): one graph per input shape, past torch's default recompile limit of 8
+    on the suite's shapes. Correct, so it must pass: the suite raises the limit for its own processes."""
+    from optconform.impl.newton_schulz import _kernel
+
+    compiled = torch.compile(_kernel, fullgraph=True, backend="eager", dynamic=False)
+
+    def zeropower(G, steps):
+        return compiled(G, steps)
+
+    return zeropower
+
+
 #: The switch-free version of every family: must PASS the same cases at every level (so a rejection above is
 #: the mistake's).
 CONTROLS: dict[str, Entry] = {
@@ -365,6 +379,8 @@ CONTROLS: dict[str, Entry] = {
     "control_zeropower": Entry("S6.2", "core", "zeropower", "", _target(zeropower=make_zeropower())),
     "control_muon": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_muon())),
     "control_adamw": Entry("S8.2", "core", "adamw", "", _target(AdamW=make_adamw())),
+    "control_compiled_zeropower": Entry("S6.2", "core", "zeropower_golden", "", _target(
+        zeropower=make_compiled_zeropower())),
 }
 
 globals().update({name: entry.target for name, entry in {**CATALOG, **CONTROLS}.items()})
