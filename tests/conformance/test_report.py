@@ -36,7 +36,7 @@ def test_nan_fails_and_a_trajectory_names_its_first_bad_step():
     assert not v.checks[-1].passed
     v.trajectory("per step", [0.1, 2.0, 3.0, 0.2], 1.0)
     c = v.checks[-1]
-    assert (c.first_bad_step, c.steps, c.value) == (1, 4, 2.0) and "step 1 of 4" in c.describe()
+    assert (c.first_bad_step, c.steps, c.value) == (1, 4, 2.0) and "steps 1, 2 of 4" in c.describe()
 
 
 def test_errors_count_at_the_cases_level():
