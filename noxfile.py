@@ -47,7 +47,10 @@ def tests(session: nox.Session) -> None:
         # --dist loadfile: a file's tests share one worker, so a module's batched suite runs
         # (tests/conformance) happen once
         "pytest", "-n", "auto", "--dist", "loadfile", "--timeout", "900", *session.posargs,
-        env=_hypothesis_env("dev"),
+        # one BLAS/OpenMP thread per process: the workers and the suite runs they start already fill the cores,
+        # and oversubscribed OpenBLAS threads spin (two 2-thread pytest processes on 2 cores ran 25x slower,
+        # 479 s against 18 s, tests/conformance/test_ns_bias.py)
+        env={**_hypothesis_env("dev"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
     )
 
 
