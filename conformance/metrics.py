@@ -6,6 +6,8 @@ and, for orthogonalizers, the singular-value range of the output.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .tolerances import NS_INPUT_NOISE_RATIO as _NS_INPUT_NOISE_RATIO
@@ -63,6 +65,14 @@ def singular_value_range(x) -> tuple[float, float]:
 def ns_subspace_errors(actual, expected, G, *, threshold: float = 1e-3, eps: float = 1e-7,
                        input_roundings: float = _NS_INPUT_ROUNDINGS,
                        noise_ratio: float = _NS_INPUT_NOISE_RATIO) -> dict[str, float]:
+    """:func:`ns_compare`'s errors alone."""
+    return ns_compare(actual, expected, G, threshold=threshold, eps=eps, input_roundings=input_roundings,
+                      noise_ratio=noise_ratio)[0]
+
+
+def ns_compare(actual, expected, G, *, threshold: float = 1e-3, eps: float = 1e-7,
+               input_roundings: float = _NS_INPUT_ROUNDINGS,
+               noise_ratio: float = _NS_INPUT_NOISE_RATIO) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Errors of a Newton–Schulz output ``actual`` against the float64 ``expected`` = NS(G), restricted to
     the directions NS acts on and a bf16 input resolves (policy: conformance.tolerances, NS section).
 
@@ -81,6 +91,9 @@ def ns_subspace_errors(actual, expected, G, *, threshold: float = 1e-3, eps: flo
     * ``spectral_max``: the largest singular value of Y;
     * ``n_directions``: the smallest |S| over the batch (0: nothing measured, e.g. G = 0; min(m, n): every
       direction judged).
+
+    Also returned, over every judged direction of every finite matrix of the batch: ŝᵢ and the signed
+    response error dᵢ = uᵢᵀ E vᵢ (the input of :func:`ns_bias`).
     """
     y, r, g = to_float64(actual), to_float64(expected), to_float64(G)
     if y.shape != g.shape or r.shape != g.shape:
@@ -92,6 +105,8 @@ def ns_subspace_errors(actual, expected, G, *, threshold: float = 1e-3, eps: flo
     m, n = g.shape[-2:]
     out = dict(direction=0.0, subspace=0.0, acted=0.0, whole=0.0, spectral_max=0.0,
                n_directions=float(min(m, n)))
+    shats: list[np.ndarray] = []
+    signed: list[np.ndarray] = []
     for yi, ri, gi in zip(y.reshape(-1, m, n), r.reshape(-1, m, n), g.reshape(-1, m, n), strict=True):
         if not np.all(np.isfinite(yi)):
             out.update(direction=np.inf, subspace=np.inf, acted=np.inf, whole=np.inf, spectral_max=np.inf)
@@ -123,7 +138,38 @@ def ns_subspace_errors(actual, expected, G, *, threshold: float = 1e-3, eps: flo
         left, right = us.T @ err, err @ vs
         both = left @ vs
         acted2 = float(np.sum(left**2) + np.sum(right**2) - np.sum(both**2))
-        out["direction"] = max(out["direction"], float(np.max(np.abs(np.diag(both)))))
+        d = np.diag(both)
+        shats.append(shat[keep])
+        signed.append(d)
+        out["direction"] = max(out["direction"], float(np.max(np.abs(d))))
         out["subspace"] = max(out["subspace"], float(np.linalg.norm(both)) / den)
         out["acted"] = max(out["acted"], float(np.sqrt(max(acted2, 0.0))) / den)
+    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
+    return out, cat(shats), cat(signed)
+
+
+def ns_bias(shat: np.ndarray, signed: np.ndarray, allowance: np.ndarray, *, window: int) -> dict[str, float]:
+    """The bias statistic of Newton–Schulz outputs (policy: conformance.tolerances, NS BIAS).
+
+    Sort the judged directions by ŝ; the noise of one response error is σ̂ = sqrt(mean((dᵢ₊₁ − dᵢ)²) / 2) over
+    neighbours (a smooth systematic shift cancels in the differences); for each run of ``window`` consecutive
+    directions w, z_w = max(|mean_w d| − mean_w allowance, 0) / (σ̂ / sqrt(window)). Returns the window with
+    the largest z: ``z``, its ŝ range ``lo``/``hi``, ``mean``, ``allowance``, ``se``, and ``n`` the directions
+    used (``z = 0`` and ``n < 2·window``: too few directions to judge).
+    """
+    shat, signed, allowance = (np.asarray(x, dtype=np.float64) for x in (shat, signed, allowance))
+    out = dict(z=0.0, lo=math.nan, hi=math.nan, mean=math.nan, allowance=math.nan, se=math.nan,
+               n=float(shat.size))
+    if shat.size < 2 * window:
+        return out
+    order = np.argsort(shat, kind="stable")
+    shat, signed, allowance = shat[order], signed[order], allowance[order]
+    se = math.sqrt(float(np.mean(np.diff(signed) ** 2)) / 2) / math.sqrt(window)
+    for w in range(0, shat.size - window + 1, window):
+        sl = slice(w, w + window)
+        mean, allow = float(signed[sl].mean()), float(allowance[sl].mean())
+        excess = max(abs(mean) - allow, 0.0)
+        z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
+        if z > out["z"]:
+            out.update(z=z, lo=float(shat[w]), hi=float(shat[w + window - 1]), mean=mean, allowance=allow, se=se)
     return out

@@ -3,12 +3,14 @@ follow the coefficient rows in use (``tolerances.ns_bounds``), and the input reg
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from optconform import spec
 from optconform.conformance import tolerances as T
 from optconform.conformance.evidence import compare, describe
-from optconform.conformance.metrics import ns_subspace_errors, to_float64
+from optconform.conformance.metrics import ns_bias, ns_compare, to_float64
 from optconform.conformance.report import Verdict
 
 
@@ -28,17 +30,32 @@ def matrix_norms(*arrays: np.ndarray) -> list[float]:
 
 
 def judge_ns(verdict: Verdict, actual, expected, G, b: T.NSBounds, *, case: str) -> dict:
-    """The family's checks of one output: direction, subspace, acted, spectral_max; zero in, zero out. A miss
-    carries the kind of difference (all zeros, a constant factor, another direction, NaN)."""
-    e = ns_subspace_errors(actual, expected, G, threshold=T.NS_SUBSPACE_THRESHOLD, noise_ratio=b.noise_ratio)
+    """The family's checks of one output: direction, subspace, acted, spectral_max, the bias statistic (when at
+    least 2·NS_BIAS_WINDOW directions are judged); zero in, zero out. A miss carries the kind of difference (all
+    zeros, a constant factor, another direction, NaN; a systematic shift of the response)."""
+    e, shat, signed = ns_compare(actual, expected, G, threshold=T.NS_SUBSPACE_THRESHOLD, noise_ratio=b.noise_ratio)
     limits = {"direction": b.direction, "subspace": b.subspace, "acted": b.acted, "spectral_max": b.spectral_max}
     missed = any(not e[k] <= v for k, v in limits.items())
     evidence = describe(compare(actual, expected)) if missed else ""
     for metric, bound in limits.items():
         verdict.check(metric, e[metric], bound, case=case, evidence=evidence)
+    if math.isfinite(e["acted"]) and shat.size >= 2 * T.NS_BIAS_WINDOW:
+        z = ns_bias(shat, signed, T.ns_bias_allowance(shat, b), window=T.NS_BIAS_WINDOW)
+        verdict.check("bias", z["z"], T.NS_BIAS_Z, case=case, evidence=bias_evidence(z))
+        e["bias"] = z["z"]
     g = to_float64(G)
     zero = np.all(g.reshape(-1, *g.shape[-2:]) == 0, axis=(1, 2))
     if zero.any():
         a = to_float64(actual).reshape(-1, *g.shape[-2:])[zero]
         verdict.check("max |output| for an all-zero input", float(np.max(np.abs(a))), 0.0, case=case)
     return e
+
+
+def bias_evidence(z: dict[str, float]) -> str:
+    """What a bias miss found: the shift of the worst band against what rounding allows."""
+    if not z["z"] > 0:
+        return ""
+    return (f"systematic: the {T.NS_BIAS_WINDOW} directions with ŝ in [{z['lo']:.3g}, {z['hi']:.3g}] all respond "
+            f"{'too much' if z['mean'] > 0 else 'too little'}, mean signed error {z['mean']:+.3g} against "
+            f"{z['allowance']:.3g} allowed for rounding (standard error {z['se']:.2g}): another map than the "
+            f"spec's, e.g. other coefficients or normalisation")
