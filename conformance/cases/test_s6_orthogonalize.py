@@ -6,7 +6,10 @@ error inside the acted-on subspace and on everything touching it, plus the outpu
 Regimes: Gaussian tall/wide/square, batched (with an all-zero matrix), ill-conditioned, rank 1 and 8, tiny
 (‖G‖ ≈ eps = 1e-7, where the normalisation ``‖G‖_F + eps`` matters; with steps 0 and 1 so a different eps
 convention is an O(1) error), large (1e12: still ``core``, where a float16 norm has long overflowed) and huge
-(1e30, ``hardening``: a bf16 norm overflows) norms, and steps 0, 1, 5, 10.
+(1e30, ``hardening``: a bf16 norm overflows) norms, and steps 0, 1, 5, 10. A 256×512 Gaussian at ‖G‖_F = 1 and
+1e-8 feeds the bias statistic 256 directions: there another map (a coefficient 2 % off, other rows, a rescaled
+output, ``clamp(min=eps)`` at 1e-8) is rejected by >= 13× its bound, where the size bounds cannot tell it from
+bf16 rounding (``tolerances``, NS BIAS).
 """
 
 from __future__ import annotations
@@ -76,3 +79,15 @@ def test_zeropower_live_structured(case, kind):
         return
     judge_ns(case.verdict, y, ref_zeropower(given, 5), given, bounds(5, strict=case.strict),
              case=f"live {kind} {m}x{n}")
+
+
+@pytest.mark.clause("S6.2")
+@pytest.mark.parametrize("norm", [1.0, 1e-8])
+def test_zeropower_live_large(case, norm):
+    """256 judged directions, enough for the bias statistic to separate a different map from rounding."""
+    G = _gaussian(case.rng, (256, 512), norm)
+    given, y = _call(case, G, 5)
+    if y is None:
+        return
+    judge_ns(case.verdict, y, ref_zeropower(given, 5), given, bounds(5, strict=case.strict),
+             case=f"live 256x512 ‖G‖={norm:g}")

@@ -6,11 +6,15 @@ family's subspace metrics against the live reference and against the golden traj
 shows: tiny gradients (1e-8, where a momentum buffer kept as a sum instead of an average, or another eps
 convention, changes the normalised input by a constant factor that Newton–Schulz cannot hide), tall and wide
 shapes (aspect scale), momentum 0, Nesterov off, a momentum ramp and a warmdown lr changed between steps,
-ns_steps 1 and 3. Gradients of 1e30 are ``hardening`` (a bf16 norm overflows).
+ns_steps 1 and 3. Gradients of 1e30 are ``hardening`` (a bf16 norm overflows). A 128×512 and a 512×128 parameter
+of unit-size entries give the bias statistic 128 directions per update (another coefficient row, a rescaled or
+row-normalised update, ``clamp(min=eps)`` at ‖g‖_F = 1e-8) and make any weight decay, which the spec's Muon does
+not have, a large part of the recovered update.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from optconform import spec
@@ -54,5 +58,21 @@ def test_muon_live(case, regime):
         hyper=dict(lr=0.02, momentum=per_step[0]["momentum"], nesterov=regime != "nesterov_off_momentum0",
                    ns_steps=1 if regime == "ns_steps1_tiny" else 5),
         grads=[[scale * rng.standard_normal(s) for s in shapes] for _ in range(steps)],
+    )
+    _run(case, traj)
+
+
+@pytest.mark.clause("S7.2")
+@pytest.mark.parametrize("grad_norm", [1.0, 1e-8])
+def test_muon_live_large(case, grad_norm):
+    """Six steps on a 128×512 and a 512×128 parameter, gradients of Frobenius norm ``grad_norm`` per matrix."""
+    rng, steps, shapes = case.rng, 6, [(128, 512), (512, 128)]
+    per_step = [{"lr": 0.02, "momentum": muon_momentum(60 * t)} for t in range(steps)]
+    traj = Trajectory(
+        "Muon", f"live large ‖g‖={grad_norm:g}",
+        params0=[rng.standard_normal(s) for s in shapes],
+        per_step=per_step,
+        hyper=dict(lr=0.02, momentum=per_step[0]["momentum"], nesterov=True, ns_steps=5),
+        grads=[[grad_norm / np.sqrt(np.prod(s)) * rng.standard_normal(s) for s in shapes] for _ in range(steps)],
     )
     _run(case, traj)

@@ -81,10 +81,11 @@ def _live(kind: str, world_size: int, rng: np.random.Generator, even: bool = Fal
 #: Shapes where real implementations switch code paths or mask one bug with another. DistMuon "groups": same-shape
 #: groups of 5, 3, 2, 1 and 4 parameters (every remainder modulo W = 2, 3, 4) and one 35×32 matrix (1120
 #: elements, dim 0 divisible by no W > 1); "single": one shape only, so that a grouping bug cannot hide behind
-#: a shape-mixing one. DistAdamW "large": 1024+ elements with dim 0 divisible by no W > 1.
+#: a shape-mixing one, and large enough (128 directions per update) for the bias statistic to tell another
+#: Newton–Schulz map from rounding. DistAdamW "large": 1024+ elements with dim 0 divisible by no W > 1.
 SHAPES = {
     ("DistMuon", "groups"): [(4, 8)] * 5 + [(8, 4)] * 3 + [(6, 6)] * 2 + [(3, 5)] + [(5, 3)] * 4 + [(35, 32)],
-    ("DistMuon", "single"): [(8, 16)] * 6,
+    ("DistMuon", "single"): [(128, 256)] * 6,
     ("DistAdamW", "large"): [(257, 4), (35, 32), (1029,)],
 }
 KINDS = {"DistMuon": ("golden", "live", "groups", "single"), "DistAdamW": ("golden", "live", "even", "large")}
