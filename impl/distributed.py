@@ -58,6 +58,7 @@ from ._closure import run_closure
 from .adamw import adamw as adamw_kernel
 from .adamw import check_adamw_hyperparameters
 from .muon import muon as muon_kernel
+from .newton_schulz import zeropower
 
 __all__ = ["DistMuon", "DistAdamW", "state_bytes"]
 
@@ -210,6 +211,8 @@ class DistMuon(_ZeRO2):
     _who = "DistMuon"
     _hyper_names = ("lr", "momentum", "nesterov", "ns_steps")
     _n_hypers = 4
+    #: the Newton–Schulz map ``(u, ns_steps) -> O`` (S6.2's ``zeropower``); a subclass may swap it
+    orthogonalize = staticmethod(zeropower)
 
     def __init__(self, params: Iterable[Tensor] | Iterable[tuple[str, Tensor]], lr: float = _MUON.default("lr"),
                  momentum: float = _MUON.default("momentum"), nesterov: bool = _MUON.default("nesterov"),
@@ -298,7 +301,7 @@ class DistMuon(_ZeRO2):
                     state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 muon_kernel([p], [rs_out], [state["momentum_buffer"]], lr=group["lr"],
                             momentum=group["momentum"], nesterov=group["nesterov"],
-                            ns_steps=group["ns_steps"])
+                            ns_steps=group["ns_steps"], orthogonalize=self.orthogonalize)
                 ag_in = p if p.is_contiguous() else p.contiguous()
             else:
                 ag_in = zero

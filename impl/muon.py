@@ -16,7 +16,7 @@ buffer is kept in the parameter's dtype (the seed: the gradient's dtype, which a
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -69,13 +69,15 @@ def _check_triplet(i: int, p: object, g: object, buf: object) -> None:
 
 @torch.no_grad()
 def muon(params: Sequence[Tensor], grads: Sequence[Tensor], momentum_buffers: Sequence[Tensor], *,
-         lr: float, momentum: float, nesterov: bool, ns_steps: int) -> None:
+         lr: float, momentum: float, nesterov: bool, ns_steps: int,
+         orthogonalize: Callable[[Tensor, int], Tensor] = zeropower) -> None:
     """S7.2 One Muon step, in place on ``params`` and ``momentum_buffers``; ``grads`` are only read.
 
-    buf ← lerp(buf, g, 1 − β); u = lerp(g, buf, β) if nesterov else buf; O = zeropower(u, ns_steps);
-    θ ← θ − lr·sqrt(max(1, rows/cols))·O. Same-shape (and dtype, device) parameters are stacked into one
-    batched ``zeropower`` call. Everything is validated before anything is written: bad
-    hyperparameters, list lengths, shapes, devices or dtypes -> ValueError naming the argument.
+    buf ← lerp(buf, g, 1 − β); u = lerp(g, buf, β) if nesterov else buf; O = orthogonalize(u, ns_steps)
+    (the spec's ``zeropower`` by default, as in ``reference.muon.muon``); θ ← θ − lr·sqrt(max(1, rows/cols))·O.
+    Same-shape (and dtype, device) parameters are stacked into one batched ``orthogonalize`` call. Everything is
+    validated before anything is written: bad hyperparameters, list lengths, shapes, devices or dtypes ->
+    ValueError naming the argument.
     """
     lr, beta, nesterov, ns_steps = _check_hyper(lr, momentum, nesterov, ns_steps)
     n = len(params)
@@ -98,7 +100,7 @@ def muon(params: Sequence[Tensor], grads: Sequence[Tensor], momentum_buffers: Se
             u = torch.stack([torch.lerp(grads[i], momentum_buffers[i], beta) for i in idx])
         else:
             u = torch.stack([momentum_buffers[i] for i in idx])  # a copy: buffers are not aliased
-        ortho = zeropower(u, ns_steps)
+        ortho = orthogonalize(u, ns_steps)
         alpha = -lr * muon_aspect_scale(shape)
         for j, i in enumerate(idx):
             params[i].add_(ortho[j], alpha=alpha)
@@ -114,6 +116,9 @@ class Muon(torch.optim.Optimizer):
     seed asserts; silently skipping it would desynchronise distributed ranks). ``load_state_dict`` copies
     the tensors it is given (it never shares momentum buffers with the source).
     """
+
+    #: the Newton–Schulz map ``(u, ns_steps) -> O`` (S6.2's ``zeropower``); a subclass may swap it
+    orthogonalize = staticmethod(zeropower)
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = _H.default("lr"),
                  momentum: float = _H.default("momentum"), nesterov: bool = _H.default("nesterov"),
@@ -162,5 +167,5 @@ class Muon(torch.optim.Optimizer):
                     state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 bufs.append(state["momentum_buffer"])
             muon(params, [p.grad for p in params], bufs, lr=lr, momentum=beta, nesterov=nesterov,
-                 ns_steps=ns_steps)
+                 ns_steps=ns_steps, orthogonalize=self.orthogonalize)
         return loss

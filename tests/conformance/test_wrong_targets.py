@@ -1,6 +1,6 @@
 """The verdict is trustworthy in both directions: every wrong target in the catalog is rejected by a case of
-the clause it breaks, at the verdict level it breaks, and every family's mistake-free control passes the same
-cases at every level.
+the clause it breaks, at the verdict level it breaks, by at least its margin (3× its bound unless the entry says
+why not), and every family's mistake-free control passes the same cases at every level.
 
 Each entry runs the conformance cases of its clause through the real plugin and the real target loading
 (hypothesis profile ``ci``, ``--seed 0``: reproducible) and reads the verdict from ``--report-json``. The
@@ -9,6 +9,8 @@ file's tests on one worker (``--dist loadfile``), so each batch runs once.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from suite_run import rows, run_many
@@ -42,6 +44,8 @@ def test_wrong_target_is_rejected_by_its_clause_at_its_level(name, report):
     assert entry.clause in table, f"{name}: no case of {entry.clause} ran\n{rep['output']}"
     cell = table[entry.clause]["levels"][entry.level]
     assert cell["failed"] >= 1, f"{name} was not rejected by {entry.clause} at {entry.level}:\n{rep['output']}"
+    worst = cell["worst"]
+    assert worst["ratio"] >= entry.margin, f"{name}: rejected by only {worst['ratio']:.3g}× its bound ({worst})"
     if entry.level != "core":  # a mistake outside core must not be blamed on the clause's arithmetic
         assert table[entry.clause]["levels"]["core"]["failed"] == 0, rep["output"]
 
@@ -60,3 +64,8 @@ def test_catalog_has_at_least_15_mistakes_over_distinct_clauses_and_every_level_
     assert len(CATALOG) >= 15
     assert len({e.clause for e in CATALOG.values()}) >= 9
     assert {e.level for e in CATALOG.values()} == {"core", "hardening"}  # layout variants are not mistakes
+
+
+def test_the_readme_counts_the_catalog():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"a catalog of {len(CATALOG)} deliberately wrong targets" in readme
