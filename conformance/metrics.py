@@ -144,8 +144,9 @@ def ns_compare(actual, expected, G, *, threshold: float = 1e-3, eps: float = 1e-
         out["direction"] = max(out["direction"], float(np.max(np.abs(d))))
         out["subspace"] = max(out["subspace"], float(np.linalg.norm(both)) / den)
         out["acted"] = max(out["acted"], float(np.sqrt(max(acted2, 0.0))) / den)
-    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
-    return out, cat(shats), cat(signed)
+    if not shats:
+        return out, np.zeros(0), np.zeros(0)
+    return out, np.concatenate(shats), np.concatenate(signed)
 
 
 def ns_bias(shat: np.ndarray, signed: np.ndarray, allowance: np.ndarray, *, window: int) -> dict[str, float]:

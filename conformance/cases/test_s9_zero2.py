@@ -129,12 +129,12 @@ def _runnable(target, traj: Trajectory) -> bool:
                                                     for v in traj.hyper_values())
 
 
-def _level(kind: str, world_size: int, traj: Trajectory) -> str:
-    """The verdict level of a distributed trajectory's input regime (S9.4: the gradients' norms; S9.5: rows)."""
+def _regime(kind: str, world_size: int, traj: Trajectory) -> spec.Regime:
+    """A distributed trajectory's input regime (S9.4: the gradients' norms; S9.5: rows W does not divide)."""
     if kind == "DistMuon":
-        return spec.clause("S9.4").regime(matrix_norms(*traj.arrays(0)[len(traj.params0):])).level
+        return spec.clause("S9.4").regime(matrix_norms(*traj.arrays(0)[len(traj.params0):]))
     uneven = any(p.ndim == 0 or p.shape[0] % world_size for p in traj.params0)
-    return spec.clause("S9.5").regime(structural=("uneven_rows",) if uneven else ()).level
+    return spec.clause("S9.5").regime(structural=("uneven_rows",) if uneven else ())
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +146,7 @@ def dist_results(target, pytestconfig, live_seed):
     def get(kind: str, world_size: int, level: str) -> tuple[list[str], list[list[dict]] | Exception]:
         if (kind, world_size, level) not in cache:
             trajs = {k: t for k, t in _trajectories(kind, world_size, live_seed).items()
-                     if _runnable(target, t) and _level(kind, world_size, t) == level}
+                     if _runnable(target, t) and _regime(kind, world_size, t).level == level}
             try:
                 records = run_all(target.spec, list(trajs.values()), world_size, device=option(pytestconfig, "device"),
                                   timeout_s=option(pytestconfig, "dist-timeout"))
@@ -172,11 +172,7 @@ def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int,
     for values in traj.hyper_values():
         case.supports(kind, values)
     case.supports_dtype(case_dtype(traj.arrays(0), squares=kind == "DistAdamW"))
-    if kind == "DistMuon":
-        case.verdict.regime(spec.clause("S9.4").regime(matrix_norms(*traj.arrays(0)[len(traj.params0):])))
-    else:
-        uneven = any(p.ndim == 0 or p.shape[0] % world_size for p in traj.params0)
-        case.verdict.regime(spec.clause("S9.5").regime(structural=("uneven_rows",) if uneven else ()))
+    case.verdict.regime(_regime(kind, world_size, traj))
     names, records = dist_results(kind, world_size, case.verdict.level)
     if isinstance(records, Exception):
         if case.verdict.error(records, case=traj.case_id):
