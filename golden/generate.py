@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 
-from optconform.golden import cases_s2_s5, cases_s6_s8, cases_s9_s10
+from optconform.golden import cases_options, cases_s2_s5, cases_s6_s8, cases_s9_s10
 from optconform.golden._case import Case
 from optconform.golden.store import (
     CLAUSE_TARGETS,
@@ -49,6 +49,7 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "adam": cases_s6_s8.adam_cases,
     "zero2": cases_s9_s10.zero2_cases,
     "nanochat": cases_s9_s10.nanochat_cases,
+    "options": cases_options.option_cases,
 }
 
 _TOLERANCE_DOC = ("regeneration: for every float output array, max|new - committed| <= rtol * max|committed| "

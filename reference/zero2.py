@@ -127,8 +127,16 @@ def _rank_mean(rank_grads: Sequence[Sequence[Any]], i: int, shape: tuple[int, ..
 def dist_muon(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_states: Sequence[Mapping],
               *, lr: float = _MUON.default("lr"), momentum: float = _MUON.default("momentum"),
               nesterov: bool = _MUON.default("nesterov"),
-              ns_steps: int = _MUON.default("ns_steps")) -> tuple[list[np.ndarray], list[dict]]:
-    """S9.4 One DistMuon step on W = len(rank_grads) ranks.
+              ns_steps: int = _MUON.default("ns_steps"), ns_eps: float = _MUON.default("ns_eps"),
+              rows: str | None = _MUON.default("rows"), row_cut: str = _MUON.default("row_cut"),
+              normalisation: str = _MUON.default("normalisation"), safety: float = _MUON.default("safety"),
+              momentum_form: str = _MUON.default("momentum_form"), muoneq: bool = _MUON.default("muoneq"),
+              muon_plus: bool = _MUON.default("muon_plus"),
+              normuon_beta2: float | None = _MUON.default("normuon_beta2"),
+              lr_scale: str = _MUON.default("lr_scale"), weight_decay: float = _MUON.default("weight_decay"),
+              weight_decay_lr: str = _MUON.default("weight_decay_lr"),
+              weight_decay_mode: str = _MUON.default("weight_decay_mode")) -> tuple[list[np.ndarray], list[dict]]:
+    """S9.4 One DistMuon step on W = len(rank_grads) ranks (``options``: S7.2's variant options).
 
     Parameters must be 2-D (the seed asserts ``p.ndim == 2``). Ownership: within each shape group of
     S9.2, the j-th parameter belongs to rank j mod W; the owner applies S7.2 ``muon`` to the mean
@@ -137,8 +145,11 @@ def dist_muon(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_s
     for exactly the parameters rank r owns (after the first step). Any number of parameters and any W >= 1.
     """
     ps, w = _check_inputs(params, rank_grads, rank_states, ndim=2)
-    lr, momentum, nesterov, ns_steps = _MUON.check(lr=lr, momentum=momentum, nesterov=nesterov,
-                                                   ns_steps=ns_steps).values()
+    h = _MUON.check(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, ns_eps=ns_eps, rows=rows,
+                    row_cut=row_cut, normalisation=normalisation, safety=safety, momentum_form=momentum_form,
+                    muoneq=muoneq, muon_plus=muon_plus, normuon_beta2=normuon_beta2, lr_scale=lr_scale,
+                    weight_decay=weight_decay, weight_decay_lr=weight_decay_lr, weight_decay_mode=weight_decay_mode)
+    lr, momentum, nesterov, ns_steps = (h.pop(k) for k in ("lr", "momentum", "nesterov", "ns_steps"))
     owned: list[set[int]] = [set() for _ in range(w)]
     for _, idxs in muon_shape_groups([p.shape for p in ps]):
         for j, i in enumerate(idxs):
@@ -151,7 +162,7 @@ def dist_muon(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_s
         for i in sorted(owned[r]):
             g = _rank_mean(rank_grads, i, ps[i].shape)  # reduce-scatter(AVG) output on the owner
             pieces[i], new_states[r][i] = muon(ps[i], g, rank_states[r].get(i, {}), lr=lr, momentum=momentum,
-                                               nesterov=nesterov, ns_steps=ns_steps)
+                                               nesterov=nesterov, ns_steps=ns_steps, **h)
     return [pieces[i] for i in range(len(ps))], new_states  # all-gather
 
 
@@ -159,8 +170,10 @@ def dist_adamw(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_
                *, lr: float = _ADAMW.default("lr"), betas: Sequence[float] = _ADAMW.default("betas"),
                eps: float = _ADAMW.default("eps"), weight_decay: float = _ADAMW.default("weight_decay"),
                lr_muls: Sequence[float] | None = _ADAMW.default("lr_muls"),
-               wd_muls: Sequence[float] | None = _ADAMW.default("wd_muls")) -> tuple[list[np.ndarray], list[dict]]:
-    """S9.5 One DistAdamW step on W = len(rank_grads) ranks.
+               wd_muls: Sequence[float] | None = _ADAMW.default("wd_muls"),
+               eps_placement: str = _ADAMW.default("eps_placement"), eps_root: float = _ADAMW.default("eps_root"),
+               param_muls: str = _ADAMW.default("param_muls")) -> tuple[list[np.ndarray], list[dict]]:
+    """S9.5 One DistAdamW step on W = len(rank_grads) ranks (``options``: S8.2's variant options).
 
     Rank r owns rows ``adamw_row_shard(dim0, W, r)`` of every parameter (0-D parameters: dim0 = 1, the
     whole scalar belongs to rank 0). It applies S8.2 ``adamw`` (lr·lr_muls[i], weight_decay·wd_muls[i]) to
@@ -170,7 +183,9 @@ def dist_adamw(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_
     """
     ps, w = _check_inputs(params, rank_grads, rank_states, ndim=None)
     # validate the hyperparameters once even when no rank owns anything
-    h = _ADAMW.check(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, lr_muls=lr_muls, wd_muls=wd_muls)
+    h = _ADAMW.check(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, lr_muls=lr_muls, wd_muls=wd_muls,
+                     eps_placement=eps_placement, eps_root=eps_root, param_muls=param_muls)
+    opts = {k: h[k] for k in ("eps_placement", "eps_root", "param_muls")}
     lr_muls = _check_muls("lr_muls", h["lr_muls"], len(ps))
     wd_muls = _check_muls("wd_muls", h["wd_muls"], len(ps))
     shards = [[adamw_row_shard(p.shape[0] if p.ndim else 1, w, r) for r in range(w)] for p in ps]
@@ -186,7 +201,7 @@ def dist_adamw(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_
             p_rows, g_rows = (ps[i], g) if ps[i].ndim == 0 else (ps[i][start:stop], g[start:stop])
             new_rows, new_states[r][i] = adamw(p_rows, g_rows, rank_states[r].get(i, {}), lr=lr, betas=betas,
                                                eps=eps, weight_decay=weight_decay, lr_mul=lr_muls[i],
-                                               wd_mul=wd_muls[i])
+                                               wd_mul=wd_muls[i], **opts)
             pieces[i].append(new_rows)
     out = []
     for i, p in enumerate(ps):  # all-gather: concatenate the owners' rows in rank order

@@ -14,6 +14,8 @@ its own column, never passed and never failed):
            },
            "world_sizes": [1, 2],                                    # the distributed cases' world sizes
            "dtypes": ["float32"],                                    # parameter dtypes (float32, float64)
+           "profile": "torch-optim",                                 # the spec profile it computes (SPEC, "Profiles")
+           "options": ["Muon", "AdamW"],                             # names that take a profile's options as keywords
        }
 
 2. **An exception**: a constructor, ``step`` or function may raise :class:`Unsupported` (from
@@ -37,6 +39,12 @@ __all__ = ["ATTRIBUTE", "DTYPES", "Unsupported", "CapabilityError", "Capabilitie
 ATTRIBUTE = "optconform_capabilities"
 #: The parameter dtypes a case can need (``float64`` where values, or Adam's squares, leave float32's range).
 DTYPES = ("float32", "float64")
+
+
+def _clause_of(name: str) -> str | None:
+    from .clauses import CLAUSES
+
+    return next((c.id for c in CLAUSES if c.protocol and c.protocol[0] == name), None)
 
 
 class Unsupported(Exception):
@@ -73,6 +81,8 @@ class Capabilities:
     unsupported: Mapping[str, str] = field(default_factory=dict)
     world_sizes: frozenset[int] | None = None
     dtypes: frozenset[str] | None = None
+    profile: str | None = None  # the spec profile the target computes (None: the default, or --profile)
+    options: frozenset[str] = frozenset()  # protocol names that accept the profile's variant options as keywords
 
     @classmethod
     def declared_by(cls, obj: Any, protocol_keywords: Mapping[str, Collection[str]]) -> Capabilities:
@@ -82,13 +92,24 @@ class Capabilities:
         if raw is None:
             return cls()
         if isinstance(raw, Capabilities):
-            raw = {"unsupported": raw.unsupported, "world_sizes": raw.world_sizes, "dtypes": raw.dtypes}
+            raw = {"unsupported": raw.unsupported, "world_sizes": raw.world_sizes, "dtypes": raw.dtypes,
+                   "profile": raw.profile, "options": raw.options}
         if not isinstance(raw, Mapping):
             raise CapabilityError(f"{ATTRIBUTE} must be a dict or Capabilities; got {type(raw).__name__}")
-        extra = set(raw) - {"unsupported", "world_sizes", "dtypes"}
+        extra = set(raw) - {"unsupported", "world_sizes", "dtypes", "profile", "options"}
         if extra:
             raise CapabilityError(f"{ATTRIBUTE} has unknown keys {sorted(extra)}; allowed: unsupported, world_sizes, "
-                                  "dtypes")
+                                  "dtypes, profile, options")
+        from .options import OPTION_CLAUSES, PROFILES
+
+        profile = raw.get("profile")
+        if profile is not None and profile not in PROFILES:
+            raise CapabilityError(f"{ATTRIBUTE}['profile'] must be one of {', '.join(PROFILES)}; got {profile!r}")
+        takes = raw.get("options") or ()
+        with_options = {name for name in protocol_keywords if _clause_of(name) in OPTION_CLAUSES}
+        if isinstance(takes, (str, bytes)) or not set(takes) <= with_options:
+            raise CapabilityError(f"{ATTRIBUTE}['options'] must be a list drawn from {sorted(with_options)} (the "
+                                  f"protocol names that have variant options); got {takes!r}")
         unsupported = dict(raw.get("unsupported") or {})
         for selector, reason in unsupported.items():
             if not isinstance(selector, str) or not isinstance(reason, str) or not reason.strip():
@@ -117,7 +138,8 @@ class Capabilities:
             if isinstance(dtypes, (str, bytes)) or not set(dtypes) <= set(DTYPES):
                 raise CapabilityError(f"{ATTRIBUTE}['dtypes'] must be a list drawn from {list(DTYPES)}; got {dtypes!r}")
             dtypes = frozenset(dtypes)
-        return cls(unsupported=unsupported, world_sizes=world_sizes, dtypes=dtypes)
+        return cls(unsupported=unsupported, world_sizes=world_sizes, dtypes=dtypes, profile=profile,
+                   options=frozenset(takes))
 
     def name_reason(self, name: str) -> str | None:
         """The target's reason when ``name`` as a whole is declared unsupported."""

@@ -19,6 +19,7 @@ from .hyper import (
     HyperSet,
     Rule,
     boolean,
+    choice,
     count,
     integer,
     nonnegative,
@@ -42,12 +43,24 @@ from .levels import (
     Regime,
 )
 
-__all__ = ["Clause", "CLAUSES", "NS_COEFFICIENTS", "NS_EPS"]
+__all__ = ["Clause", "CLAUSES", "NS_COEFFICIENTS", "NS_EPS", "NS_ROWS", "OPTION_NAMES"]
 
 #: (a, b, c) of the seed's quintic p(s) = a·s + b·s³ + c·s⁵ (nanochat ``zeropower_via_newtonschulz5``).
 NS_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
 #: The seed's additive guard in X / (‖X‖_F + eps).
 NS_EPS = 1e-7
+#: Named per-iteration coefficient rows (S6.2's ``rows``). ``polar_express``: the five rows nanochat master and
+#: modded-nanogpt use (Amsel et al. 2025, arXiv 2505.16932: 5 iterations, safety 2e-2, cushion 2), as printed in
+#: nanochat/optim.py. Other projects' "Polar Express" rows differ; a profile names its rows exactly.
+NS_ROWS: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "polar_express": (
+        (8.156554524902461, -22.48329292557795, 15.878769915207462),
+        (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+        (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+        (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+        (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -146,22 +159,58 @@ _LR_MULTIPLIER = HyperSet(
 _MAX_NORM = HyperSet(Hyper("max_norm", positive(), doc="the largest total norm left unclipped"))
 _NS_STEPS = Hyper("steps", integer(0), 5, "Newton–Schulz iterations")
 _COEFFICIENTS = Hyper("coefficients", triple(), NS_COEFFICIENTS, "(a, b, c) of p(s) = a·s + b·s³ + c·s⁵")
+# Variant options (SPEC "Variant options"): each default is the seed's (profile nanochat-2025-10).
+_ROWS = Hyper("rows", optional(choice(*NS_ROWS)), None,
+              "named per-iteration rows (NS_ROWS) instead of `coefficients` every iteration")
+_ROW_CUT = Hyper("row_cut", choice("repeat_last", "truncate"), "repeat_last",
+                 "past the end of `rows`: repeat the last row, or stop iterating (nanochat's rows[:ns_steps])")
+_NORMALISATION = Hyper("normalisation", choice("plus_eps", "clamp"), "plus_eps",
+                       "X/(safety·‖X‖_F + eps), or X/max(‖X‖_F, eps) (torch.optim.Muon)")
+_SAFETY = Hyper("safety", positive(), 1.0, "factor on ‖X‖_F in the normalisation (nanochat master: 1.01)")
+_NS_OPTIONS = (_ROWS, _ROW_CUT, _NORMALISATION, _SAFETY)
+_MUON_OPTIONS = (
+    Hyper("ns_eps", positive(), NS_EPS, "S6.2's eps in the normalisation"),
+    *_NS_OPTIONS,
+    Hyper("momentum_form", choice("ema", "sum", "bias_corrected"), "ema",
+          "buf = β·buf + (1−β)·g, buf = β·buf + g (Nesterov g + β·buf), or optax's bias-corrected EMA"),
+    Hyper("muoneq", boolean(), False, "MuonEq row equilibration before orthogonalisation (S6.4)"),
+    Hyper("muon_plus", boolean(), False, "Muon+ rescale to ‖O‖_F = sqrt(min(rows, cols)) (S7.5)"),
+    Hyper("normuon_beta2", optional(unit_interval(closed_left=False, closed_right=False)), None,
+          "NorMuon's second-moment β₂ (S7.4); None: off"),
+    Hyper("lr_scale", choice("original", "match_rms_adamw"), "original", "the shape factor rule (S7.1)"),
+    Hyper("weight_decay", nonnegative(), 0.0, "Muon weight decay λ (S7.6); the seed has none"),
+    Hyper("weight_decay_lr", choice("base", "adjusted"), "base",
+          "decay with the group lr, or with lr × the shape factor (S7.6)"),
+    Hyper("weight_decay_mode", choice("decoupled", "cautious"), "decoupled",
+          "θ·(1 − η·λ) everywhere, or only where update·θ >= 0 (S7.6)"),
+)
 _MUON = HyperSet(
     Hyper("lr", nonnegative(), 0.02, "learning rate (the seed's Muon default)"),
     Hyper("momentum", unit_interval(closed_right=False), 0.95, "EMA coefficient β of the momentum buffer"),
     Hyper("nesterov", boolean(), True, "orthogonalise lerp(g, buf, β) instead of buf"),
-    Hyper("ns_steps", integer(0), 5, "Newton–Schulz iterations"))
+    Hyper("ns_steps", integer(0), 5, "Newton–Schulz iterations"),
+    *_MUON_OPTIONS)
 _ADAM_COMMON = (Hyper("lr", nonnegative(), 1e-3, "learning rate"),)
 _ADAM = HyperSet(
     *_ADAM_COMMON,
     Hyper("betas", pair(unit_interval(closed_right=False)), (0.9, 0.999), "(β1, β2) of the moment EMAs"),
     Hyper("eps", positive(), 1e-8, "added to √v̂"),
     Hyper("weight_decay", nonnegative(), 0.0, "coupled (L2) decay"))
+_ADAM_OPTIONS = (
+    Hyper("eps_placement", choice("after", "before"), "after",
+          "ε after bias correction, m̂/(√v̂ + ε); or before it, m̂/(√v̂ + ε/√(1 − β₂ᵗ)) (S8.3)"),
+    Hyper("eps_root", nonnegative(), 0.0, "optax's ε inside the root, √(v̂ + eps_root) (S8.3)"),
+)
 _ADAMW = HyperSet(
     *_ADAM_COMMON,
     Hyper("betas", pair(unit_interval(closed_right=False)), (0.8, 0.95), "(β1, β2); nanochat's values"),
     Hyper("eps", positive(), 1e-10, "added to √v̂ after bias correction; nanochat's value"),
-    Hyper("weight_decay", nonnegative(), 0.0, "decoupled decay, θ·(1 − lr·lr_mul·wd·wd_mul)"))
+    Hyper("weight_decay", nonnegative(), 0.0, "decoupled decay, θ·(1 − lr·lr_mul·wd·wd_mul)"),
+    *_ADAM_OPTIONS)
+_PARAM_MULS = Hyper("param_muls", choice("read", "ignore"), "read",
+                    "read nanochat's p.lr_mul / p.wd_mul, or ignore them (torch.optim.AdamW, nanochat master)")
+#: the variant options (SPEC "Variant options"): hyperparameters a profile sets and the protocol never passes
+OPTION_NAMES: tuple[str, ...] = tuple(h.name for h in (*_MUON_OPTIONS, *_ADAM_OPTIONS, _PARAM_MULS))
 _MULS = (Hyper("lr_mul", nonnegative(), 1.0, "per-parameter lr multiplier (attribute p.lr_mul)"),
          Hyper("wd_mul", nonnegative(), 1.0, "per-parameter decay multiplier (attribute p.wd_mul)"))
 _RANK_MULS = (Hyper("lr_muls", per_parameter(nonnegative()), None, "p.lr_mul of each parameter (None: all 1)"),
@@ -221,22 +270,32 @@ CLAUSES: tuple[Clause, ...] = (
     Clause("S6.1", ("polar_factor",), "exact orthogonal polar factor", "orthogonalize"),
     Clause("S6.2", ("zeropower",),
            "Newton–Schulz quintic (nanochat `zeropower_via_newtonschulz5`), float64", "orthogonalize",
-           HyperSet(_NS_STEPS, _COEFFICIENTS, Hyper("eps", positive(), NS_EPS, "X / (‖X‖_F + eps)")),
+           HyperSet(_NS_STEPS, _COEFFICIENTS, Hyper("eps", positive(), NS_EPS, "X / (‖X‖_F + eps)"), *_NS_OPTIONS),
            protocol=("zeropower", P.Zeropower), regimes=_NS_REGIMES),
     Clause("S6.3", ("ns_singular_value_map",), "what Newton–Schulz does, and does not, converge to",
            "orthogonalize", HyperSet(_NS_STEPS, _COEFFICIENTS)),
-    Clause("S7.1", ("muon_aspect_scale",), "aspect-ratio factor of the Muon update", "muon"),
+    Clause("S6.4", ("equilibrate_rows",), "MuonEq row equilibration", "orthogonalize"),
+    Clause("S7.1", ("muon_aspect_scale",), "shape factor of the Muon update", "muon",
+           _MUON.only("lr_scale")),
     Clause("S7.2", ("muon",), "one Muon step (nanochat `Muon.step`, one parameter)", "muon", _MUON,
            protocol=("Muon", P.MuonFactory), regimes=_NS_REGIMES),
+    Clause("S7.3", ("muon_momentum_step",), "momentum form and Nesterov blend", "muon",
+           _MUON.only("momentum", "nesterov", "momentum_form")),
+    Clause("S7.4", ("normuon",), "NorMuon per-row second moment", "muon", _MUON.only("normuon_beta2")),
+    Clause("S7.5", ("muon_plus",), "Muon+ Frobenius renormalisation", "muon"),
+    Clause("S7.6", ("muon_weight_decay",), "Muon weight decay: none, decoupled, cautious", "muon",
+           _MUON.only("weight_decay", "weight_decay_mode")),
     Clause("S8.1", ("adam",), "Adam with optional coupled (L2) weight decay", "adam", _ADAM),
     Clause("S8.2", ("adamw",), "AdamW with decoupled weight decay (nanochat / torch.optim.AdamW)", "adam",
-           _ADAMW.extend(*_MULS), protocol=("AdamW", P.AdamWFactory)),
+           _ADAMW.extend(*_MULS, _PARAM_MULS), protocol=("AdamW", P.AdamWFactory)),
+    Clause("S8.3", ("adam_denominator",), "where ε enters Adam's step", "adam",
+           _ADAMW.only("eps", *(h.name for h in _ADAM_OPTIONS))),
     Clause("S9.1", ("mean_gradient",), "the AVG reduction", "zero2"),
     Clause("S9.2", ("muon_shape_groups", "muon_owner"), "DistMuon ownership", "zero2"),
     Clause("S9.3", ("adamw_row_shard",), "DistAdamW ownership", "zero2"),
     Clause("S9.4", ("dist_muon",), "one DistMuon step", "zero2", _MUON,
            protocol=("DistMuon", P.DistMuonFactory), regimes=_NS_REGIMES, layout="S9.2"),
-    Clause("S9.5", ("dist_adamw",), "one DistAdamW step", "zero2", _ADAMW.extend(*_RANK_MULS),
+    Clause("S9.5", ("dist_adamw",), "one DistAdamW step", "zero2", _ADAMW.extend(*_RANK_MULS, _PARAM_MULS),
            protocol=("DistAdamW", P.DistAdamWFactory), regimes=(EVEN_ROWS, UNEVEN_ROWS), layout="S9.3"),
     Clause("S10.1", ("dmodel_lr_scale",), "AdamW learning-rate scale by model width", "nanochat",
            HyperSet(_MODEL_DIM)),

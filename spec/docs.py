@@ -62,7 +62,24 @@ def render_levels() -> str:
     return "\n".join(rows)
 
 
+def render_profiles() -> str:
+    """The option table (name, default, allowed values, clauses) and one row per profile with its source."""
+    from .options import OPTION_CLAUSES, PROFILES, options
+
+    rows = ["| option | default (nanochat-2025-10) | allowed | clauses |", "|---|---|---|---|"]
+    for name, h in options().items():
+        where = ", ".join(c for c, names in OPTION_CLAUSES.items() if name in names) or "—"
+        rows.append(f"| `{name}` | `{h.default!r}` | {h.domain.rule} | {where} |")
+    rows += ["", "| profile | what | options that differ from the seed | source | not captured |",
+             "|---|---|---|---|---|"]
+    for p in PROFILES.values():
+        differs = ", ".join(f"`{k}={v!r}`" for k, v in p.differs.items()) or "— (every default)"
+        rows.append(f"| `{p.name}` | {p.title} | {differs} | {p.source} | {p.notes or '—'} |")
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "profiles": render_profiles,
     "clause-index": render_clause_index,
     "protocol": render_protocol,
     "levels": render_levels,

@@ -31,6 +31,7 @@ __all__ = [
     "triple",
     "optional",
     "per_parameter",
+    "choice",
 ]
 
 
@@ -111,6 +112,18 @@ def pair(element: Domain) -> Domain:
 
 def triple() -> Domain:
     return Domain("3 finite reals (a, b, c)", C.require_triple)
+
+
+def choice(*values: Any) -> Domain:
+    """One of ``values`` (strings or bools): a variant option's allowed values (SPEC, "Variant options")."""
+
+    def check(name: str, value: Any) -> Any:
+        for v in values:
+            if type(v) is type(value) and v == value:
+                return v
+        raise ValueError(f"{name} must be one of {', '.join(repr(v) for v in values)}; got {value!r}")
+
+    return Domain(f"one of {', '.join(repr(v) for v in values)}", check)
 
 
 def optional(element: Domain) -> Domain:
