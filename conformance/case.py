@@ -9,17 +9,30 @@ turns an ``optconform.spec.Unsupported`` raised by the target into an *unsupport
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from optconform.spec import Unsupported
+from optconform.spec import options as O
 
 from .report import MISMATCH_PREFIX, NOT_PROVIDED_PREFIX, UNSUPPORTED_PREFIX, Verdict
 from .stepping import Replayed, Trajectory, case_dtype, step_through
 from .target import Target
+
+
+def target_options(target: Target, name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``values`` (every option's value) that differ from the defaults, under the names the
+    target's ``name`` takes; {} unless the target declares (capability ``options``) that ``name`` takes them."""
+    if name not in target.capabilities.options:
+        return {}
+    from optconform.spec import PROTOCOL
+
+    cid = PROTOCOL[name].clause.id
+    defaults = O.clause_options(cid, O.option_defaults())
+    return {k: v for k, v in O.clause_options(cid, values).items() if v != defaults[k]}
 
 
 def unsupported(reason: str) -> None:
@@ -37,6 +50,28 @@ class Case:
     rng: np.random.Generator  # seeded from --seed and the case's node id
     world_sizes: tuple[int, ...]
     dist_timeout: float
+    options: dict[str, Any] = field(default_factory=O.option_defaults)  # every variant option's value (the profile's)
+    profile: str = O.DEFAULT_PROFILE
+
+    def reference_options(self, clause_id: str) -> dict[str, Any]:
+        """The keyword arguments that make ``clause_id``'s reference function compute this run's variant."""
+        return O.clause_options(clause_id, self.options)
+
+    def target_options(self, name: str) -> dict[str, Any]:
+        """The variant options passed to the target's ``name`` as keywords: those of a non-default value, and only
+        when the target declares (capability ``options``) that ``name`` takes them."""
+        return target_options(self.target, name, self.options)
+
+    def require_golden_profile(self, clause_id: str) -> None:
+        """Skip a golden case when this run's options for ``clause_id`` differ from the goldens' (the default
+        profile's): the goldens were generated for nanochat-2025-10 only."""
+        __tracebackhide__ = True
+        defaults = O.clause_options(clause_id, O.option_defaults())
+        differ = {k: v for k, v in self.reference_options(clause_id).items() if v != defaults[k]}
+        if differ:
+            pytest.skip(f"no goldens for these options ({', '.join(f'{k}={v!r}' for k, v in differ.items())}; "
+                        f"profile {self.profile}): the goldens are generated for {O.DEFAULT_PROFILE} only; the live "
+                        "cases judge the variant")
 
     def require(self, name: str) -> Any:
         """The target's ``name``; ends the case as not provided / unsupported / signature mismatch otherwise."""
@@ -82,12 +117,18 @@ class Case:
         except Unsupported as exc:
             unsupported(str(exc) or type(exc).__name__)
 
+    def with_target_options(self, traj: Trajectory) -> Trajectory:
+        """``traj`` with the target's variant options added to its constructor keywords (see target_options)."""
+        extra = self.target_options(traj.kind)
+        return replace(traj, hyper={**traj.hyper, **extra}) if extra else traj
+
     def replay(self, traj: Trajectory, *, squares: bool = False, dtype: Any = None) -> Replayed:
         """Replay ``traj`` through the target's ``traj.kind`` on this process, after checking that the target
         provides it and supports every hyperparameter value and the dtype the case needs (float32 unless the
         values, or with ``squares`` their squares, leave float32's normal range)."""
         __tracebackhide__ = True
         ctor = self.require(traj.kind)
+        traj = self.with_target_options(traj)
         for values in traj.hyper_values():
             self.supports(traj.kind, values)
         dtype = dtype or case_dtype(traj.arrays(), squares=squares)

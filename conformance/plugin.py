@@ -31,6 +31,7 @@ import pytest
 
 from optconform import spec
 from optconform.spec import Unsupported
+from optconform.spec import options as spec_options
 from optconform.spec.levels import LEVELS, parse_levels
 
 from .report import PROPERTY_KEY, UNSUPPORTED_PREFIX, CaseRecord, Report, Verdict, VerdictFailure
@@ -45,6 +46,7 @@ _REPORT = pytest.StashKey[Report]()
 _CLASHES = pytest.StashKey[list]()
 _NOTES = pytest.StashKey[list]()
 _TARGET = pytest.StashKey[Target]()
+_VARIANT = pytest.StashKey[dict]()
 _REPORT_OPTIONS = ("--report-json", "--report-md")
 
 #: name -> (dest, argparse keyword arguments); each is registered as --<name> (when free) and --optconform-<name>
@@ -69,6 +71,14 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "seed": dict(type=int, default=None,
                  help="seed of the live random cases (default: fresh each run, fixed 0 under the 'ci' hypothesis "
                       "profile; printed in the header and the reports so a failure can be replayed)"),
+    "profile": dict(default=None, metavar="NAME",
+                    help="the spec profile the target is judged against (SPEC.md, 'Profiles'; default: the target's "
+                         "declared profile, else nanochat-2025-10)"),
+    "option": dict(action="append", default=[], metavar="NAME=VALUE",
+                   help="override one variant option of the profile (repeatable), e.g. --option normalisation=clamp"),
+    "diagnose": dict(action="store_true", default=False,
+                     help="probe the target first, name the variant it computes (nearest profile and the options "
+                          "that differ), then judge every case under the diagnosed options"),
     "report-json": dict(default=None, metavar="PATH", help="write the verdicts as JSON"),
     "report-md": dict(default=None, metavar="PATH", help="write the verdicts as Markdown"),
 }
@@ -210,13 +220,43 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_TARGET] = load_target(target)
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
+    caps = config.stash[_TARGET].capabilities
+    profile = option(config, "profile") or caps.profile or spec_options.DEFAULT_PROFILE
+    try:
+        overrides = dict(spec_options.parse_option(o) for o in option(config, "option"))
+        values = spec_options.resolve(profile, overrides)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    options.update(profile=profile, option_overrides={k: repr(v) for k, v in overrides.items()})
+    variant = {"profile": profile, "values": values, "per_name": {}, "diagnoses": []}
+    config.stash[_VARIANT] = variant
     config.stash[_REPORT] = Report(target, options)
+    if option(config, "diagnose"):
+        from .diagnose import diagnose_target
+
+        seed_ = int(seed)
+        for d in diagnose_target(config.stash[_TARGET], values, device=option(config, "device"), seed=seed_):
+            variant["diagnoses"].append(d)
+            if d.values is not None:
+                variant["per_name"][d.name] = d.values
+        config.stash[_REPORT].diagnoses = [d.as_dict() for d in variant["diagnoses"]]
     config.pluginmanager.register(_Collector(config.stash[_REPORT]), f"optconform-collector-{id(config)}")
     if options["device"] == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise pytest.UsageError("--device cuda was given but torch.cuda.is_available() is False")
+
+
+def variant_values(config: pytest.Config, clause: spec.Clause) -> tuple[str, dict]:
+    """(profile, every option's value) this run judges ``clause`` under: the profile and ``--option`` overrides,
+    or, after ``--diagnose``, what was diagnosed for the clause's protocol name (or for the single-process
+    optimizer of a distributed one)."""
+    v = config.stash[_VARIANT]
+    name = clause.protocol_name
+    per = v["per_name"]
+    values = per.get(name) or per.get({"DistMuon": "Muon", "DistAdamW": "AdamW"}.get(name or "", "")) or v["values"]
+    return v["profile"], values
 
 
 def report_of(config: pytest.Config) -> Report:
@@ -233,7 +273,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     report = config.stash[_REPORT]
     lines = [f"optconform target: {report.target}; live seed: {report.options['seed']} (replay with --seed); "
-             f"required levels: {', '.join(report.required)}"]
+             f"required levels: {', '.join(report.required)}; profile: {report.options['profile']}"
+             + "".join(f", {k}={v}" for k, v in report.options["option_overrides"].items())]
+    lines += [f"optconform diagnosis: {d['line']}" for d in getattr(report, "diagnoses", [])]
     lines += config.stash.get(_NOTES, [])
     clashes = config.stash.get(_CLASHES, [])
     if clashes:

@@ -234,6 +234,7 @@ class Report:
     def __init__(self, target: str, options: dict) -> None:
         self.target, self.options = target, options
         self.records: dict[str, CaseRecord] = {}
+        self.diagnoses: list[dict] = []  # --diagnose: one per protocol name probed (diagnose.Diagnosis.as_dict)
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -319,6 +320,9 @@ class Report:
             for row, r in problems:
                 at = f" [{r['levels']}]" if r["levels"] else ""
                 lines.append(f"  {row['clause']} {row['name']}: {r['status']} ×{r['cases']}{at}: {r['reason']}")
+        if self.diagnoses:
+            lines += ["", "diagnosis (--diagnose; the cases above ran under the diagnosed options):"]
+            lines += [f"  {d['line']}" for d in self.diagnoses]
         req = ", ".join(self.required)
         lines += ["", f"required levels: {req} — {'pass' if self.passed() else 'FAIL'}"
                   + ("" if set(self.required) == set(LEVELS) else f" (--require all to fail on "
@@ -327,7 +331,7 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(dict(target=self.target, options=self.options, required=list(self.required),
-                               passed=self.passed(), summary=self.summary(),
+                               passed=self.passed(), diagnoses=self.diagnoses, summary=self.summary(),
                                cases=[asdict(r) for r in self.records.values()]), indent=2, default=str)
 
     def to_markdown(self) -> str:
@@ -344,6 +348,9 @@ class Report:
                 w["kind"] if w["kind"] in ("error", "protocol") else
                 f"{w['ratio']:.3g} ({w['metric']}={w['value']:.3g}, tol {w['tolerance']:.3g})")
             out.append(f"| {row['clause']} | `{row['name']}` | {cells} | {self._others(row['counts'])} | {worst} |")
+        if self.diagnoses:
+            out += ["", "## Diagnosis", "", "The cases above ran under the diagnosed options.", ""]
+            out += [f"- {d['line']}" for d in self.diagnoses]
         problems = [r for r in self.records.values() if r.status != "passed"]
         if problems:
             out += ["", "## Not passed", ""]

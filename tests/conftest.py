@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optconform.conformance.profiles import load_profile
+from optconform.conformance.hypothesis_profiles import load_profile
 
 PROFILE = load_profile(default="dev")
 

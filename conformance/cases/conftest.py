@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from optconform.conformance.case import Case
-from optconform.conformance.plugin import clause_of, option, report_of, target_of
-from optconform.conformance.profiles import load_profile
+from optconform.conformance.hypothesis_profiles import load_profile
+from optconform.conformance.plugin import clause_of, option, report_of, target_of, variant_values
 from optconform.conformance.report import Verdict
 from optconform.conformance.target import Target
 
@@ -77,6 +77,9 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
 
 
 @pytest.fixture
-def case(target, verdict, device, strict, live_rng, world_sizes, pytestconfig) -> Case:
-    """Everything one case needs (:class:`optconform.conformance.case.Case`)."""
-    return Case(target, verdict, device, strict, live_rng, world_sizes, float(option(pytestconfig, "dist-timeout")))
+def case(target, verdict, device, strict, live_rng, world_sizes, pytestconfig, request) -> Case:
+    """Everything one case needs (:class:`optconform.conformance.case.Case`), with the variant options its clause is
+    judged under (``--profile`` / ``--option`` / ``--diagnose``)."""
+    profile, values = variant_values(pytestconfig, clause_of(request.node))
+    return Case(target, verdict, device, strict, live_rng, world_sizes, float(option(pytestconfig, "dist-timeout")),
+                options=dict(values), profile=profile)

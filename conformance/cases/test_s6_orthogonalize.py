@@ -30,14 +30,25 @@ def _call(case, G: np.ndarray, steps: int):
     x = torch.as_tensor(G, dtype=torch.float32, device=case.device)
     given = x.detach().cpu().double().numpy().copy()
     case.verdict.regime(spec.clause("S6.2").regime(matrix_norms(given)))
-    y = case.call(zeropower, x.clone(), steps)
+    y = case.call(zeropower, x.clone(), steps, **case.target_options("zeropower"))
     case.verdict.equal("output shape", tuple(y.shape), G.shape)
     return given, (y.detach().cpu().double().numpy() if tuple(y.shape) == G.shape else None)
+
+
+def _ref(case, G: np.ndarray, steps: int) -> np.ndarray:
+    """The reference's zeropower under this run's options (the profile's S6.2 options)."""
+    return ref_zeropower(G, steps, **case.reference_options("S6.2"))
+
+
+def _bounds(case, steps: int):
+    o = case.reference_options("S6.2")
+    return bounds(steps, strict=case.strict, rows=o["rows"], row_cut=o["row_cut"])
 
 
 @pytest.mark.clause("S6.2")
 @pytest.mark.parametrize("case_id", store.case_ids("S6.2"))
 def test_zeropower_golden(case, case_id):
+    case.require_golden_profile("S6.2")
     c = store.load_case(case_id)
     steps = int(c.hyper["steps"])
     given, y = _call(case, c.inputs["G"], steps)
@@ -45,7 +56,7 @@ def test_zeropower_golden(case, case_id):
         return
     b = bounds(steps, strict=case.strict)
     judge_ns(case.verdict, y, c.outputs["X"], c.inputs["G"], b, case=case_id)
-    judge_ns(case.verdict, y, ref_zeropower(given, steps), given, b, case=case_id + " (live, float32 input)")
+    judge_ns(case.verdict, y, _ref(case, given, steps), given, b, case=case_id + " (live, float32 input)")
 
 
 def _gaussian(rng, shape, norm):
@@ -62,7 +73,7 @@ def test_zeropower_live(case, shape, norm, steps):
     given, y = _call(case, G, steps)
     if y is None:
         return
-    judge_ns(case.verdict, y, ref_zeropower(given, steps), given, bounds(steps, strict=case.strict),
+    judge_ns(case.verdict, y, _ref(case, given, steps), given, _bounds(case, steps),
              case=f"live {shape} ‖G‖={norm:g} steps={steps}")
 
 
@@ -77,7 +88,7 @@ def test_zeropower_live_structured(case, kind):
     given, y = _call(case, (u * s) @ v.T, 5)
     if y is None:
         return
-    judge_ns(case.verdict, y, ref_zeropower(given, 5), given, bounds(5, strict=case.strict),
+    judge_ns(case.verdict, y, _ref(case, given, 5), given, _bounds(case, 5),
              case=f"live {kind} {m}x{n}")
 
 
@@ -89,5 +100,5 @@ def test_zeropower_live_large(case, norm):
     given, y = _call(case, G, 5)
     if y is None:
         return
-    judge_ns(case.verdict, y, ref_zeropower(given, 5), given, bounds(5, strict=case.strict),
+    judge_ns(case.verdict, y, _ref(case, given, 5), given, _bounds(case, 5),
              case=f"live 256x512 ‖G‖={norm:g}")

@@ -30,12 +30,13 @@ def _run(case, traj: Trajectory) -> None:
 
     case.verdict.regime(spec.clause("S7.2").regime(matrix_norms(*traj.arrays()[len(traj.params0):])))
     rep = case.replay(traj, dtype=torch.float32)  # Newton–Schulz inputs stay float32 even at 1e30
-    judge_muon(case.verdict, traj, rep, strict=case.strict)
+    judge_muon(case.verdict, traj, rep, strict=case.strict, options=case.options)
 
 
 @pytest.mark.clause("S7.2")
 @pytest.mark.parametrize("case_id", store.case_ids("S7.2"))
 def test_muon_golden(case, case_id):
+    case.require_golden_profile("S7.2")
     _run(case, from_golden(store.load_case(case_id)))
 
 

@@ -16,12 +16,14 @@ from optconform.golden import store
 
 
 def _judge(case, traj: Trajectory) -> None:
-    judge_local(case, traj, adamw_step(traj), squares=True, variants=adamw_variants(traj))
+    opts = case.reference_options("S8.2")
+    judge_local(case, traj, adamw_step(traj, opts), squares=True, variants=adamw_variants(traj, opts))
 
 
 @pytest.mark.clause("S8.2")
 @pytest.mark.parametrize("case_id", store.case_ids("S8.2"))
 def test_adamw_golden(case, case_id):
+    case.require_golden_profile("S8.2")
     _judge(case, from_golden(store.load_case(case_id)))
 
 

@@ -20,17 +20,19 @@ case with a 0-D parameter or a dim 0 that W does not divide is ``hardening`` (S9
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from optconform import spec
-from optconform.conformance.case import Case, unsupported
+from optconform.conformance.case import Case, target_options, unsupported
 from optconform.conformance.distributed import run_all
 from optconform.conformance.judges import zero2 as Z
 from optconform.conformance.judges.float_family import adamw_step, adamw_variants, judge_float_family
 from optconform.conformance.judges.muon import judge_muon
 from optconform.conformance.judges.ns import matrix_norms
-from optconform.conformance.plugin import option
+from optconform.conformance.plugin import option, variant_values
 from optconform.conformance.spawn import RankFailure, RankTimeout
 from optconform.conformance.stepping import Trajectory, case_dtype, from_golden
 from optconform.conformance.tolerances import (
@@ -145,7 +147,10 @@ def dist_results(target, pytestconfig, live_seed):
 
     def get(kind: str, world_size: int, level: str) -> tuple[list[str], list[list[dict]] | Exception]:
         if (kind, world_size, level) not in cache:
-            trajs = {k: t for k, t in _trajectories(kind, world_size, live_seed).items()
+            _, values = variant_values(pytestconfig, spec.clause(CLAUSES[kind]))
+            extra = target_options(target, kind, values)  # the profile's options, where the target takes them
+            trajs = {k: replace(t, hyper={**t.hyper, **extra}) for k, t in _trajectories(kind, world_size,
+                                                                                           live_seed).items()
                      if _runnable(target, t) and _regime(kind, world_size, t).level == level}
             try:
                 records = run_all(target.spec, list(trajs.values()), world_size, device=option(pytestconfig, "device"),
@@ -169,6 +174,8 @@ def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int,
     traj = _trajectories(kind, world_size, live_seed).get(which)
     if traj is None:
         pytest.skip(f"no {which} {kind} trajectory for world size {world_size}")
+    if which == "golden":
+        case.require_golden_profile(CLAUSES[kind])
     for values in traj.hyper_values():
         case.supports(kind, values)
     case.supports_dtype(case_dtype(traj.arrays(0), squares=kind == "DistAdamW"))
@@ -196,11 +203,14 @@ def test_dist_muon(case, dist_results, live_seed, world_size, which):
     traj, recs = got
     Z.judge_identical_ranks(case.verdict, traj, recs)
     states = judge_muon(case.verdict, traj, Z.mean_replay(traj, recs), strict=case.strict,
-                        extra_rtol=dist_average_rtol(world_size))
+                        extra_rtol=dist_average_rtol(world_size), options=case.options)
     tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
     layout = Z.muon_layout(traj, world_size)
     Z.judge_state_partition(case.verdict, traj, recs, states, ("momentum_buffer",), layout, tol, golden_tol)
-    Z.judge_state_memory(case.verdict, traj, recs, 1, layout)
+    # NorMuon (S7.4) keeps one more value per row (or column) of each matrix: size/min(rows, cols) elements
+    normuon = case.options["normuon_beta2"] is not None
+    per = 1.0 + (max(1.0 / min(p.shape[-2:]) for p in traj.params0) if normuon else 0.0)
+    Z.judge_state_memory(case.verdict, traj, recs, per, layout)
 
 
 @pytest.mark.clause("S9.5")
@@ -214,9 +224,11 @@ def test_dist_adamw(case, dist_results, live_seed, world_size, which):
     Z.judge_identical_ranks(case.verdict, traj, recs)
     extra = dist_average_rtol(world_size)
     step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
-    states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), adamw_step(traj), step_rtol=step_rtol,
+    opts = case.reference_options("S8.2")
+    states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), adamw_step(traj, opts),
+                                step_rtol=step_rtol,
                                 golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra,
-                                variants=adamw_variants(traj))
+                                variants=adamw_variants(traj, opts))
     tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
     layout = Z.adamw_layout(traj, world_size)
     Z.judge_state_partition(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), layout, tol, golden_tol)

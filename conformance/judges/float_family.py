@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -102,22 +101,29 @@ def judge_local(case, traj: Trajectory, ref_step: Callable, *, squares: bool,
                               golden_rtol=lambda k: T.f32_trajectory_rtol(k, strict=case.strict), variants=variants)
 
 
-def adamw_step(traj: Trajectory) -> Callable:
-    """The reference's S8.2 step for ``traj``: its constant hyperparameters, each step's lr, and every
-    parameter's ``lr_mul`` / ``wd_mul`` attributes (the ``ref_step`` of :func:`judge_float_family`)."""
-    h = traj.hyper
+def adamw_step(traj: Trajectory, options: dict | None = None) -> Callable:
+    """The reference's S8.2 step for ``traj``: its constant hyperparameters, each step's lr, every parameter's
+    ``lr_mul`` / ``wd_mul`` attributes and the variant ``options`` (the ``ref_step`` of :func:`judge_float_family`)."""
+    h, opts = traj.hyper, dict(options or {})
 
     def ref_step(p, g, state, i, hp):
         a = traj.attrs[i] if traj.attrs else {}
         return ref_adamw(p, g, state, lr=hp["lr"], betas=h["betas"], eps=h["eps"], weight_decay=h["weight_decay"],
-                         lr_mul=a.get("lr_mul", 1.0), wd_mul=a.get("wd_mul", 1.0))
+                         lr_mul=a.get("lr_mul", 1.0), wd_mul=a.get("wd_mul", 1.0), **opts)
 
     return ref_step
 
 
-def adamw_variants(traj: Trajectory) -> dict[str, Callable]:
+def adamw_variants(traj: Trajectory, options: dict | None = None) -> dict[str, Callable]:
     """Known ways a target departs from S8.2 that the evidence names when they match: the per-parameter
-    multipliers ignored (torch.optim.AdamW and fused kernels do not read ``p.lr_mul`` / ``p.wd_mul``)."""
-    if not any(traj.attrs or ()):
-        return {}
-    return {"p.lr_mul and p.wd_mul ignored": adamw_step(replace(traj, attrs=[{} for _ in traj.params0]))}
+    multipliers ignored (torch.optim.AdamW and fused kernels do not read ``p.lr_mul`` / ``p.wd_mul``), ε before bias
+    correction (S8.3)."""
+    opts = dict(options or {})
+    out = {}
+    if any(traj.attrs or ()) and opts.get("param_muls", "read") == "read":
+        out["p.lr_mul and p.wd_mul ignored (option param_muls='ignore')"] = adamw_step(traj, {**opts,
+                                                                                              "param_muls": "ignore"})
+    other = "before" if opts.get("eps_placement", "after") == "after" else "after"
+    out[f"ε {other} bias correction (option eps_placement={other!r})"] = adamw_step(traj, {**opts,
+                                                                                      "eps_placement": other})
+    return out

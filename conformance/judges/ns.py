@@ -14,9 +14,14 @@ from optconform.conformance.metrics import ns_bias, ns_compare, to_float64
 from optconform.conformance.report import Verdict
 
 
-def bounds(steps: int, *, strict: bool) -> T.NSBounds:
-    """The bounds for ``steps`` iterations of the spec's coefficients (S6.2's default row)."""
-    return T.ns_bounds(T.ns_rows(steps, spec.hyper("S6.2").default("coefficients")), strict=strict)
+def bounds(steps: int, *, strict: bool, rows: str | None = None, row_cut: str = "repeat_last") -> T.NSBounds:
+    """The bounds for ``steps`` iterations of the rows in use: S6.2's coefficients every iteration, or the named
+    ``rows`` cut by ``row_cut`` (a profile's S6.2 options)."""
+    from optconform.reference.orthogonalize import ns_row_list
+
+    if rows is None:
+        return T.ns_bounds(T.ns_rows(steps, spec.hyper("S6.2").default("coefficients")), strict=strict)
+    return T.ns_bounds(ns_row_list(steps, rows=rows, row_cut=row_cut), strict=strict)
 
 
 def matrix_norms(*arrays: np.ndarray) -> list[float]:

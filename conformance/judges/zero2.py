@@ -123,7 +123,7 @@ def judge_state_partition(verdict: Verdict, traj: Trajectory, recs: list[dict], 
                           case=traj.case_id, level=LAYOUT)
 
 
-def judge_state_memory(verdict: Verdict, traj: Trajectory, recs: list[dict], per_param: int,
+def judge_state_memory(verdict: Verdict, traj: Trajectory, recs: list[dict], per_param: float,
                        layout: dict[int, list[tuple[int, int]]]) -> None:
     """No rank above a balanced layout (core): max over ranks of its state elements <= the larger of the spec
     layout's own largest rank and total/W + the largest parameter's state (a greedy partition's guarantee)."""

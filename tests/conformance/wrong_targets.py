@@ -193,9 +193,10 @@ def make_muon(mistake: str | None = None):
                     rows, cols = p.size(-2), p.size(-1)
                     if mistake == "muon_plus":
                         o = o * (min(rows, cols) ** 0.5 / o.norm().clamp(min=1e-7))
-                    elif mistake == "normuon":
-                        v = st.setdefault("row_second_moment", torch.zeros_like(o[..., :1]))
-                        v.lerp_(o.square().mean(dim=-1, keepdim=True), 1 - 0.9)
+                    elif mistake == "normuon":  # over columns (per row) when rows >= cols, else over rows
+                        red = -1 if rows >= cols else -2
+                        v = st.setdefault("second_moment", torch.zeros_like(o.square().mean(dim=red, keepdim=True)))
+                        v.lerp_(o.square().mean(dim=red, keepdim=True), 1 - 0.9)
                         n = o.norm()
                         o = o * v.clamp(min=1e-10).rsqrt()
                         o = o * (n / o.norm().clamp(min=1e-7))
