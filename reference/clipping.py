@@ -32,8 +32,7 @@ from ._checks import as_float64_array
 
 __all__ = ["TORCH_CLIP_EPS", "clip_grad_norm", "clip_grad_norm_torch"]
 
-TORCH_CLIP_EPS = 1e-6
-"""The constant torch.nn.utils.clip_grad_norm_ adds to the total norm before dividing (S5.2)."""
+TORCH_CLIP_EPS = spec.TORCH_CLIP_EPS  # the constant torch.nn.utils.clip_grad_norm_ adds to the total (S5.2)
 
 
 _EXACT, _TORCH = spec.hyper("S5.1"), spec.hyper("S5.2")
@@ -62,13 +61,17 @@ def _total_norm(arrays: list[np.ndarray]) -> float:
         raise ValueError("grads must have a total 2-norm representable in float64 (< 1.8e308)") from None
 
 
-def clip_grad_norm(grads: Sequence[np.ndarray], *, max_norm: float) -> tuple[list[np.ndarray], float]:
+def clip_grad_norm(grads: Sequence[np.ndarray], *, max_norm: float,
+                   clip_rule: str = _EXACT.default("clip_rule")) -> tuple[list[np.ndarray], float]:
     """S5.1: ``total = sqrt(sum ||g||^2)``; if ``total > max_norm``: ``g <- g * (max_norm / total)``.
 
     Returns ``(clipped, total)`` with ``total`` the norm before clipping. ``max_norm`` finite and > 0.
-    ``total == max_norm`` is not clipped (strict ``>``, as the seed).
+    ``total == max_norm`` is not clipped (strict ``>``, as the seed). Option ``clip_rule="torch"``: S5.2's rule.
     """
-    max_norm = _EXACT.check(max_norm=max_norm)["max_norm"]
+    h = _EXACT.check(max_norm=max_norm, clip_rule=clip_rule)
+    if h["clip_rule"] == "torch":
+        return clip_grad_norm_torch(grads, max_norm=max_norm)
+    max_norm = h["max_norm"]
     arrays = _validated(grads)
     total = _total_norm(arrays)
     if total > max_norm:

@@ -129,19 +129,20 @@ def train_step(params: Mapping[str, Any], micro_grads: Sequence[Mapping[str, Any
                groups: Mapping[str, list[dict[str, Any]]], *, it: int, num_iterations: int,
                grad_clip: float = _STEP.default("grad_clip"), warmup_ratio: float = _STEP.default("warmup_ratio"),
                warmdown_ratio: float = _STEP.default("warmdown_ratio"),
-               final_lr_frac: float = _STEP.default("final_lr_frac")
+               final_lr_frac: float = _STEP.default("final_lr_frac"), clip_rule: str = _STEP.default("clip_rule")
                ) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, Any]]:
     """S10.4 One base_train step.
 
     g = Σ_k (micro_grads[k] / K), summed in k order (each micro-loss divided by grad_accum_steps = K);
-    if grad_clip > 0: S5.1 clip_grad_norm over ALL parameters (in ``params`` order) with max_norm = grad_clip;
+    if grad_clip > 0: S5.1 clip_grad_norm over ALL parameters (in ``params`` order) with max_norm = grad_clip
+    (option ``clip_rule="torch"``: S5.2's rule, torch.nn.utils.clip_grad_norm_ as base_train.py calls it);
     groups = S10.3 apply_schedules(groups, it, ...); S8.2 adamw on every AdamW group, then S7.2 muon on the
     Muon group. Returns (params, states, info) with info = {"grad_norm": norm before clipping or None when
     grad_clip == 0, "lr_multiplier", "muon_momentum", "groups": the scheduled groups,
     "grads": {name: None}} (zero_grad(set_to_none=True)).
     """
     names = _check_groups(groups)
-    grad_clip = _STEP.check(grad_clip=grad_clip)["grad_clip"]
+    grad_clip, clip_rule = _STEP.check(grad_clip=grad_clip, clip_rule=clip_rule).values()
     if not isinstance(params, Mapping) or set(params) != set(names):
         raise ValueError("params must be a dict with exactly the parameter names listed in groups")
     ps = {n: as_float64_array(f"params[{n!r}]", p) for n, p in params.items()}
@@ -162,7 +163,7 @@ def train_step(params: Mapping[str, Any], micro_grads: Sequence[Mapping[str, Any
     order = list(ps)
     grad_norm = None
     if grad_clip > 0.0:
-        clipped, grad_norm = clip_grad_norm([acc[n] for n in order], max_norm=grad_clip)
+        clipped, grad_norm = clip_grad_norm([acc[n] for n in order], max_norm=grad_clip, clip_rule=clip_rule)
         acc = dict(zip(order, clipped, strict=True))
     sched = apply_schedules(groups, it, num_iterations=num_iterations, warmup_ratio=warmup_ratio,
                             warmdown_ratio=warmdown_ratio, final_lr_frac=final_lr_frac)

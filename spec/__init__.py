@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .capabilities import ATTRIBUTE as CAPABILITIES_ATTRIBUTE
 from .capabilities import Capabilities, CapabilityError, Unsupported
-from .clauses import CLAUSES, NS_COEFFICIENTS, NS_EPS, NS_ROWS, Clause
+from .clauses import CLAUSES, NS_COEFFICIENTS, NS_EPS, NS_ROWS, TORCH_CLIP_EPS, Clause
 from .hyper import REQUIRED, Hyper, HyperSet
 from .levels import CORE, HARDENING, LAYOUT, LEVELS, Regime
 from .protocol import render_call, signature_mismatch
@@ -40,6 +40,7 @@ __all__ = [
     "NS_COEFFICIENTS",
     "NS_EPS",
     "NS_ROWS",
+    "TORCH_CLIP_EPS",
     "Unsupported",
     "Capabilities",
     "CapabilityError",

@@ -43,12 +43,14 @@ from .levels import (
     Regime,
 )
 
-__all__ = ["Clause", "CLAUSES", "NS_COEFFICIENTS", "NS_EPS", "NS_ROWS", "OPTION_NAMES"]
+__all__ = ["Clause", "CLAUSES", "NS_COEFFICIENTS", "NS_EPS", "NS_ROWS", "OPTION_NAMES", "TORCH_CLIP_EPS"]
 
 #: (a, b, c) of the seed's quintic p(s) = a·s + b·s³ + c·s⁵ (nanochat ``zeropower_via_newtonschulz5``).
 NS_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
 #: The seed's additive guard in X / (‖X‖_F + eps).
 NS_EPS = 1e-7
+#: The constant torch.nn.utils.clip_grad_norm_ adds to the total norm before dividing (S5.2; S5.1's clip_rule="torch").
+TORCH_CLIP_EPS = 1e-6
 #: Named per-iteration coefficient rows (S6.2's ``rows``). ``polar_express``: the five rows nanochat master and
 #: modded-nanogpt use (Amsel et al. 2025, arXiv 2505.16932: 5 iterations, safety 2e-2, cushion 2), as printed in
 #: nanochat/optim.py. Other projects' "Polar Express" rows differ; a profile names its rows exactly.
@@ -157,6 +159,8 @@ _LR_MULTIPLIER = HyperSet(
     Hyper("final_lr_frac", unit_interval(), 0.0, "the multiplier at the end of the warmdown"),
     rules=[_IT_IN_RUN])
 _MAX_NORM = HyperSet(Hyper("max_norm", positive(), doc="the largest total norm left unclipped"))
+_CLIP_RULE = Hyper("clip_rule", choice("exact", "torch"), "exact",
+                   "S5.1's coefficient max_norm/total, or S5.2's max_norm/(total + 1e-6) (torch.nn.utils)")
 _NS_STEPS = Hyper("steps", integer(0), 5, "Newton–Schulz iterations")
 _COEFFICIENTS = Hyper("coefficients", triple(), NS_COEFFICIENTS, "(a, b, c) of p(s) = a·s + b·s³ + c·s⁵")
 # Variant options (SPEC "Variant options"): each default is the seed's (profile nanochat-2025-10).
@@ -210,7 +214,7 @@ _ADAMW = HyperSet(
 _PARAM_MULS = Hyper("param_muls", choice("read", "ignore"), "read",
                     "read nanochat's p.lr_mul / p.wd_mul, or ignore them (torch.optim.AdamW, nanochat master)")
 #: the variant options (SPEC "Variant options"): hyperparameters a profile sets and the protocol never passes
-OPTION_NAMES: tuple[str, ...] = tuple(h.name for h in (*_MUON_OPTIONS, *_ADAM_OPTIONS, _PARAM_MULS))
+OPTION_NAMES: tuple[str, ...] = tuple(h.name for h in (*_MUON_OPTIONS, *_ADAM_OPTIONS, _PARAM_MULS, _CLIP_RULE))
 _MULS = (Hyper("lr_mul", nonnegative(), 1.0, "per-parameter lr multiplier (attribute p.lr_mul)"),
          Hyper("wd_mul", nonnegative(), 1.0, "per-parameter decay multiplier (attribute p.wd_mul)"))
 _RANK_MULS = (Hyper("lr_muls", per_parameter(nonnegative()), None, "p.lr_mul of each parameter (None: all 1)"),
@@ -263,7 +267,7 @@ CLAUSES: tuple[Clause, ...] = (
                     Hyper("end", unit_interval(closed_right=False), 0.95, "momentum from ramp_steps on"),
                     Hyper("ramp_steps", count(1), 300, "ramp length")),
            protocol=("muon_momentum", P.MuonMomentum)),
-    Clause("S5.1", ("clip_grad_norm",), "exact norm clipping", "clipping", _MAX_NORM,
+    Clause("S5.1", ("clip_grad_norm",), "exact norm clipping", "clipping", _MAX_NORM.extend(_CLIP_RULE),
            protocol=("clip_grad_norm", P.ClipGradNorm),
            regimes=(ORDINARY, NORM_OVERFLOW_REGIME, NORM_UNDERFLOW_REGIME)),
     Clause("S5.2", ("clip_grad_norm_torch",), "`torch.nn.utils.clip_grad_norm_`'s rule", "clipping", _MAX_NORM),
@@ -307,5 +311,6 @@ CLAUSES: tuple[Clause, ...] = (
     Clause("S10.3", ("apply_schedules",), "per-iteration hyperparameters (base_train.py)", "nanochat",
            _LR_MULTIPLIER),
     Clause("S10.4", ("train_step",), "one base_train.py step", "nanochat",
-           _LR_MULTIPLIER.extend(Hyper("grad_clip", nonnegative(), 1.0, "max_norm of S5.1; 0 turns clipping off"))),
+           _LR_MULTIPLIER.extend(Hyper("grad_clip", nonnegative(), 1.0, "max_norm of S5.1; 0 turns clipping off"),
+                                 _CLIP_RULE)),
 )

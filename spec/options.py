@@ -82,8 +82,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "karpathy/nanochat nanochat/muon.py, nanochat/adamw.py (October 2025; ../shared/seeds/)"),
     Profile("torch-optim", "torch.optim.Muon and torch.optim.AdamW at torch 2.13's defaults",
             "pytorch/pytorch torch/optim/_muon.py, torch/optim/adamw.py (torch 2.13.0)",
-            {"normalisation": "clamp", "weight_decay": 0.1, "weight_decay_lr": "base", "param_muls": "ignore"},
-            "torch.optim.Muon takes 2-D parameters only; its AdamW knows no p.lr_mul / p.wd_mul"),
+            {"normalisation": "clamp", "weight_decay": 0.1, "weight_decay_lr": "base", "param_muls": "ignore",
+             "clip_rule": "torch"},
+            "torch.optim.Muon takes 2-D parameters only; its AdamW knows no p.lr_mul / p.wd_mul; clipping is "
+            "torch.nn.utils.clip_grad_norm_"),
     Profile("keller", "KellerJordan's Muon (PyPI muon-optimizer 0.1.0), single-device SingleDeviceMuon",
             "KellerJordan/Muon muon.py (muon-optimizer 0.1.0)",
             {"weight_decay": 0.0},

@@ -33,7 +33,7 @@ def _run(case: Case, grads, max_norm):
         params.append(p)
     given = [p.grad.detach().cpu().double().numpy().copy() for p in params]
     case.verdict.regime(spec.clause("S5.1").regime(scaled_norm(given)))
-    total = case.call(clip, params, max_norm)
+    total = case.call(clip, params, max_norm, **case.target_options("clip_grad_norm"))
     return float(total), given, [p.grad.detach().cpu().double().numpy() for p in params]
 
 
@@ -51,7 +51,7 @@ def judge_clip(case: Case, grads, max_norm: float, label: str, golden=None) -> N
     case's level is the regime of its total gradient norm (S5.1's regimes)."""
     v, strict = case.verdict, case.strict
     total, given, clipped = _run(case, grads, max_norm)
-    ref_clipped, ref_total = ref_clip(given, max_norm=max_norm)
+    ref_clipped, ref_total = ref_clip(given, max_norm=max_norm, **case.reference_options("S5.1"))
     denom = ref_total if ref_total > 0 else 1.0
     v.check("total rel err", abs(total - ref_total) / denom, CLIP_TOTAL_RTOL_STRICT if strict else CLIP_TOTAL_RTOL,
             case=label, evidence=f"returned total {total:.6g}, reference {ref_total:.6g} (max_norm {max_norm:.3g})")

@@ -308,3 +308,20 @@ def test_invalid_max_norm(f, bad):
 def test_invalid_grads(f, bad, pattern):
     with pytest.raises(ValueError, match=pattern):
         f(bad, max_norm=1.0)
+
+
+def test_clip_rule_torch_is_s5_2(rng):
+    """The S5.1 option ``clip_rule="torch"`` computes S5.2 (torch.nn.utils.clip_grad_norm_'s rule)."""
+    from optconform.reference.clipping import clip_grad_norm, clip_grad_norm_torch
+
+    grads = [rng.standard_normal((3, 4)) * 1e-8, rng.standard_normal(5) * 1e-8]
+    a, ta = clip_grad_norm(grads, max_norm=1e-7, clip_rule="torch")
+    b, tb = clip_grad_norm_torch(grads, max_norm=1e-7)
+    c, _ = clip_grad_norm(grads, max_norm=1e-7)
+    assert ta == tb
+    for x, y, z, g in zip(a, b, c, grads, strict=True):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(z, g)  # exact rule: total < max_norm, untouched
+    assert not np.allclose(a[0], grads[0])  # torch's rule rescales it
+    with pytest.raises(ValueError, match="^clip_rule"):
+        clip_grad_norm(grads, max_norm=1.0, clip_rule="soft")
