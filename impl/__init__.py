@@ -4,7 +4,14 @@ The names below are the target protocol (README "The target protocol"); each is 
 module: bf16 Newton–Schulz (``newton_schulz``), Muon (``muon``), AdamW (``adamw``), SGD (``sgd``),
 the ZeRO-2 optimizers (``distributed``), schedules (``schedules``), clipping (``clipping``) and
 nanochat's optimizer setup and training step (``nanochat``).
+
+Variant options (SPEC "Variant options"): ``Muon``, ``AdamW``, ``DistMuon``, ``DistAdamW`` take every option of
+their clause as a constructor keyword (and ``from_profile(name, params, **overrides)``), ``zeropower`` takes
+S6.2's (``eps``, ``rows``, ``row_cut``, ``normalisation``, ``safety``), ``clip_grad_norm`` S5.1's ``clip_rule``;
+declared in ``optconform_capabilities``.
 """
+
+from typing import Any
 
 from .adamw import AdamW
 from .clipping import clip_grad_norm
@@ -21,6 +28,12 @@ from .schedules import (
     step_decay_lr,
 )
 from .sgd import SGD
+
+#: The capability declaration the conformance suite reads (spec/capabilities.py): the protocol names that accept
+#: the profile's variant options as keywords.
+optconform_capabilities: dict[str, Any] = {
+    "options": ["Muon", "AdamW", "DistMuon", "DistAdamW", "zeropower", "clip_grad_norm"],
+}
 
 __all__ = [
     "AdamW",

@@ -7,7 +7,10 @@ Per parameter, with ``lr_eff = lr · lr_mul`` and ``t`` the step count after the
     v ← β2·v + (1 − β2)·g²
     θ ← θ − lr_eff · m̂ / (√v̂ + ε),   m̂ = m / (1 − β1ᵗ),  v̂ = v / (1 − β2ᵗ)
 
-ε is added *after* bias correction (the textbook form, and torch.optim.AdamW's). The bias corrections
+ε is added *after* bias correction (the textbook form, and torch.optim.AdamW's). Variant options (S8.2/S8.3,
+defaults the seed's): ``eps_placement="before"`` takes √v̂ + ε/√(1 − β2ᵗ) (ε added to √v before the correction),
+``eps_root`` > 0 takes √(v̂ + eps_root) (optax), ``param_muls="ignore"`` takes lr_mul = wd_mul = 1 whatever the
+parameter carries (torch.optim.AdamW, nanochat master). The bias corrections
 ``1 − βᵗ`` are computed from the Python integer ``t`` in float64, never from a float32 or int64 tensor
 (the seed's DistAdamW computes ``beta ** t`` on an int64 tensor, i.e. in float32). Tensor arithmetic
 runs in the parameters' dtype, with ``torch._foreach_*`` ops over parameters sharing a (device, dtype).
@@ -27,10 +30,14 @@ from optconform import spec
 from optconform.spec.checks import require_int, require_nonnegative
 
 from ._closure import run_closure
+from .muon import profile_keywords
 
-__all__ = ["adamw", "AdamW", "check_adamw_hyperparameters"]
+__all__ = ["ADAMW_OPTIONS", "adamw", "AdamW", "check_adamw_hyperparameters", "check_adamw_options"]
 
 _H = spec.hyper("S8.2")
+#: The variant options AdamW takes as keywords (S8.2's, registry order).
+ADAMW_OPTIONS: tuple[str, ...] = ("eps_placement", "eps_root", "param_muls")
+_D = {k: _H.default(k) for k in ADAMW_OPTIONS}
 
 
 def check_adamw_hyperparameters(*, lr: object, betas: object, eps: object,
@@ -42,6 +49,15 @@ def check_adamw_hyperparameters(*, lr: object, betas: object, eps: object,
     """
     h = _H.check(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     return h["lr"], h["betas"][0], h["betas"][1], h["eps"], h["weight_decay"]
+
+
+def check_adamw_options(*, eps_placement: object = _D["eps_placement"], eps_root: object = _D["eps_root"],
+                        param_muls: object = _D["param_muls"]) -> tuple[str, float, str]:
+    """Validate the variant options through S8.2's registry (ValueError naming the option and its allowed values).
+
+    Returns (eps_placement, eps_root, param_muls)."""
+    h = _H.check(eps_placement=eps_placement, eps_root=eps_root, param_muls=param_muls)
+    return h["eps_placement"], h["eps_root"], h["param_muls"]
 
 
 def _check_tensors(params: Sequence[torch.Tensor], others: dict[str, Sequence[torch.Tensor]]) -> None:
@@ -72,7 +88,8 @@ def _check_tensors(params: Sequence[torch.Tensor], others: dict[str, Sequence[to
 def adamw(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avgs: Sequence[torch.Tensor],
           exp_avg_sqs: Sequence[torch.Tensor], steps: Sequence[int], *, lr: float, beta1: float, beta2: float,
           eps: float, weight_decay: float, lr_muls: Sequence[float], wd_muls: Sequence[float],
-          fused: bool | None = None) -> None:
+          fused: bool | None = None, eps_placement: str = _D["eps_placement"], eps_root: float = _D["eps_root"]
+          ) -> None:
     """One AdamW step (S8.2) on every parameter, in place on ``params``, ``exp_avgs``, ``exp_avg_sqs``.
 
     ``steps[i]`` is parameter i's step count *after* the increment (1 on its first step). ``grads`` are
@@ -81,10 +98,13 @@ def adamw(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avg
     ``fused``: torch's fused kernel (one pass over memory, ~6× faster on CPU) or the ``_foreach`` chain, whose
     rounding does not depend on a tensor's memory alignment (a row slice rounds exactly as the whole tensor
     does, which DistAdamW relies on); None: fused where torch has it, unless ``OPTCONFORM_ADAMW_KERNEL=foreach``.
+    S8.3 options: denominator √(v̂ + eps_root) + ε (``eps_placement="after"``) or + ε/√(1 − β2ᵗ) (``"before"``);
+    ``eps_root`` > 0 always takes the ``_foreach`` path (torch's fused kernel has no ε inside the root).
     Raises ValueError on invalid hyperparameters or mismatched lengths, shapes, devices or dtypes.
     """
-    h = _H.check(lr=lr, eps=eps, weight_decay=weight_decay)
+    h = _H.check(lr=lr, eps=eps, weight_decay=weight_decay, eps_placement=eps_placement, eps_root=eps_root)
     lr, eps, weight_decay = h["lr"], h["eps"], h["weight_decay"]
+    before, eps_root = h["eps_placement"] == "before", h["eps_root"]
     beta = _H["betas"].domain.element  # the functional kernel names the betas beta1, beta2
     beta1, beta2 = beta.check("beta1", beta1), beta.check("beta2", beta2)
     _check_tensors(params, {"grads": grads, "exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs})
@@ -101,11 +121,15 @@ def adamw(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avg
         buckets[(p.device, p.dtype)].append(i)
 
     fused = _use_fused() if fused is None else bool(fused) and hasattr(torch, "_fused_adamw_")
+    fused = fused and eps_root == 0.0
     for (device, dtype), idx in buckets.items():
         gs_all = {i: grads[i] if grads[i].dtype == dtype else grads[i].to(dtype) for i in idx}
         if fused:
+            # "before": ε/√(1 − β2ᵗ) is the fused kernel's ε after its correction (float64 from the integer step)
+            eps_effs = [eps / math.sqrt(1.0 - beta2 ** steps_[i]) if before else eps for i in range(n)]
             _fused_step(params, gs_all, exp_avgs, exp_avg_sqs, steps_, idx, device, lr_effs=lr_effs,
-                        wd_effs=[weight_decay * wd_muls_[i] for i in range(n)], beta1=beta1, beta2=beta2, eps=eps)
+                        wd_effs=[weight_decay * wd_muls_[i] for i in range(n)], beta1=beta1, beta2=beta2,
+                        eps_effs=eps_effs)
             continue
         ps = [params[i] for i in idx]
         gs = [gs_all[i] for i in idx]
@@ -119,9 +143,17 @@ def adamw(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avg
         # float64 bias corrections from the integer step count
         bc1 = [1.0 - beta1 ** steps_[i] for i in idx]
         bc2_sqrt = [math.sqrt(1.0 - beta2 ** steps_[i]) for i in idx]
-        denom = torch._foreach_sqrt(vs)
-        torch._foreach_div_(denom, bc2_sqrt)
-        torch._foreach_add_(denom, eps)                                # √v̂ + ε, ε after bias correction
+        if eps_root == 0.0:
+            denom = torch._foreach_sqrt(vs)
+            torch._foreach_div_(denom, bc2_sqrt)                       # √v̂
+        else:
+            denom = torch._foreach_div(vs, [1.0 - beta2 ** steps_[i] for i in idx])
+            torch._foreach_add_(denom, eps_root)
+            torch._foreach_sqrt_(denom)                                # √(v̂ + eps_root)
+        if before:
+            torch._foreach_add_(denom, [eps / b for b in bc2_sqrt])    # ε before bias correction (S8.3)
+        else:
+            torch._foreach_add_(denom, eps)                            # √v̂ + ε, ε after bias correction
         torch._foreach_addcdiv_(ps, ms, denom, [-lr_effs[i] / b for i, b in zip(idx, bc1, strict=True)])
 
 
@@ -134,14 +166,14 @@ def _use_fused() -> bool:
 
 
 def _fused_step(params, grads, exp_avgs, exp_avg_sqs, steps, idx, device, *, lr_effs, wd_effs, beta1, beta2,
-                eps) -> None:
-    """torch's fused AdamW kernel, one call per (lr·lr_mul, wd·wd_mul): the same S8.2 formula as the foreach
+                eps_effs) -> None:
+    """torch's fused AdamW kernel, one call per (lr·lr_mul, wd·wd_mul, ε): the same S8.2 formula as the foreach
     path (decay θ(1 − lr_eff·wd_eff) first, textbook bias correction, ε after it), in one pass over memory.
     Measured against the foreach path: 2e-17 relative in float64, 3e-8 (0.5 u) in float32 over 199 steps."""
-    groups: dict[tuple[float, float], list[int]] = defaultdict(list)
+    groups: dict[tuple[float, float, float], list[int]] = defaultdict(list)
     for i in idx:
-        groups[(lr_effs[i], wd_effs[i])].append(i)
-    for (lr_eff, wd_eff), members in groups.items():
+        groups[(lr_effs[i], wd_effs[i], eps_effs[i])].append(i)
+    for (lr_eff, wd_eff, eps), members in groups.items():
         torch._fused_adamw_(
             [params[i] for i in members], [grads[i] for i in members], [exp_avgs[i] for i in members],
             [exp_avg_sqs[i] for i in members], [],
@@ -158,15 +190,36 @@ class AdamW(torch.optim.Optimizer):
     ``grad`` is None is skipped for that step, state and step count untouched, as torch.optim does.
     A scheduler may change ``group["lr"]`` (or any hyperparameter) between steps; values are validated
     at construction and again at every step. ``fused`` selects the kernel as in :func:`adamw`.
+    Variant options ``eps_placement``, ``eps_root``, ``param_muls`` (module docstring) are keywords stored in the
+    param groups like ``lr``; ``AdamW.from_profile(name, params, **overrides)`` takes a profile's. A loaded group
+    without an option (e.g. torch.optim.AdamW's state dict) takes this optimizer's value.
     """
 
     def __init__(self, param_groups: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = _H.default("lr"), betas: tuple[float, float] = _H.default("betas"),
                  eps: float = _H.default("eps"), weight_decay: float = _H.default("weight_decay"),
-                 fused: bool | None = None):
+                 fused: bool | None = None, *, eps_placement: str = _D["eps_placement"],
+                 eps_root: float = _D["eps_root"], param_muls: str = _D["param_muls"]):
         self._fused = fused
         check_adamw_hyperparameters(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-        super().__init__(param_groups, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        check_adamw_options(eps_placement=eps_placement, eps_root=eps_root, param_muls=param_muls)
+        super().__init__(param_groups, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                            eps_placement=eps_placement, eps_root=eps_root, param_muls=param_muls))
+
+    @classmethod
+    def from_profile(cls, name: str, param_groups: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                     **overrides: Any) -> AdamW:
+        """AdamW with profile ``name``'s options (``spec.options.PROFILES``); ``overrides``: options applied on
+        top of the profile's, or other constructor keywords (lr, weight_decay, …). Unknown profile -> ValueError
+        listing them."""
+        return cls(param_groups, **profile_keywords("S8.2", name, overrides))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch.optim's loader; a loaded group without a variant option takes this optimizer's value."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for k in ADAMW_OPTIONS:
+                group.setdefault(k, self.defaults[k])
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -176,6 +229,9 @@ class AdamW(torch.optim.Optimizer):
             # validate before any state is created, so a bad value leaves the optimizer untouched
             _, beta1, beta2, _, _ = check_adamw_hyperparameters(lr=group["lr"], betas=group["betas"],
                                                                 eps=group["eps"], weight_decay=group["weight_decay"])
+            eps_placement, eps_root, param_muls = check_adamw_options(
+                **{k: group[k] for k in ADAMW_OPTIONS if k in group})
+            read_muls = param_muls == "read"
             params, grads, ms, vs, steps, lr_muls, wd_muls = [], [], [], [], [], [], []
             for p in group["params"]:
                 if p.grad is None:
@@ -190,12 +246,13 @@ class AdamW(torch.optim.Optimizer):
                 ms.append(state["exp_avg"])
                 vs.append(state["exp_avg_sq"])
                 steps.append(int(state["step"].item()) + 1)
-                lr_muls.append(getattr(p, "lr_mul", 1.0))
-                wd_muls.append(getattr(p, "wd_mul", 1.0))
+                lr_muls.append(getattr(p, "lr_mul", 1.0) if read_muls else 1.0)
+                wd_muls.append(getattr(p, "wd_mul", 1.0) if read_muls else 1.0)
             if not params:
                 continue
             adamw(params, grads, ms, vs, steps, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                  weight_decay=group["weight_decay"], lr_muls=lr_muls, wd_muls=wd_muls, fused=self._fused)
+                  weight_decay=group["weight_decay"], lr_muls=lr_muls, wd_muls=wd_muls, fused=self._fused,
+                  eps_placement=eps_placement, eps_root=eps_root)
             for p, t in zip(params, steps, strict=True):  # only after a successful kernel call
                 # a new tensor, not an in-place increment: load_state_dict keeps the loaded "step" tensor
                 # itself (torch does not copy it), so an in-place update would also advance the source

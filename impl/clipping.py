@@ -26,15 +26,22 @@ from optconform import spec
 __all__ = ["clip_grad_norm"]
 
 
+#: torch.nn.utils.clip_grad_norm_'s constant in max_norm/(total + 1e-6) (S5.2, clip_rule="torch"): the registry's
+TORCH_CLIP_EPS = spec.TORCH_CLIP_EPS
+
+
 @torch.no_grad()
-def clip_grad_norm(params: Iterable[torch.Tensor] | torch.Tensor, max_norm: float) -> float:
+def clip_grad_norm(params: Iterable[torch.Tensor] | torch.Tensor, max_norm: float, *,
+                   clip_rule: str = spec.hyper("S5.1").default("clip_rule")) -> float:
     """S5.1: clip the gradients of ``params`` to total 2-norm ``max_norm``; return the norm before clipping.
 
     ``params``: a tensor or an iterable of tensors (e.g. ``model.parameters()``); parameters whose
     ``grad`` is None are skipped. ``max_norm`` finite and > 0 (ValueError otherwise). Returns 0.0 when
     no parameter has a gradient. Raises RuntimeError (naming ``total_norm``) when the total is NaN or inf.
+    Option ``clip_rule="torch"``: S5.2's coefficient max_norm/(total + 1e-6), applied when it is below 1.
     """
-    max_norm = spec.hyper("S5.1").check(max_norm=max_norm)["max_norm"]
+    h = spec.hyper("S5.1").check(max_norm=max_norm, clip_rule=clip_rule)
+    max_norm, torch_rule = h["max_norm"], h["clip_rule"] == "torch"
     if isinstance(params, torch.Tensor):
         params = [params]
     grads = [p.grad for p in params if p.grad is not None]
@@ -53,8 +60,8 @@ def clip_grad_norm(params: Iterable[torch.Tensor] | torch.Tensor, max_norm: floa
     if not math.isfinite(total):
         raise RuntimeError(f"total_norm of the gradients is non-finite ({total}); nothing was clipped "
                            "(a NaN/inf gradient, or float64 squares overflowing)")
-    if total > max_norm:
-        coef = max_norm / total  # Python float64
+    coef = max_norm / (total + TORCH_CLIP_EPS) if torch_rule else max_norm / total if total > 0 else 1.0
+    if (coef < 1.0) if torch_rule else total > max_norm:  # Python float64
         for (_, dtype), gs in buckets.items():
             _scale_(gs, coef, dtype)
     return total

@@ -37,6 +37,11 @@ parameters in the same order (``load_state_dict`` raises ``ValueError`` otherwis
 never read from a non-owner (KellerJordan/Muon #46). :func:`state_bytes` reports a rank's state memory,
 about 1/W of the single-process optimizer's.
 
+Variant options (SPEC "Variant options"): ``DistMuon`` takes Muon's (``impl.muon.MUON_OPTIONS``), ``DistAdamW``
+AdamW's (``impl.adamw.ADAMW_OPTIONS``), as constructor keywords stored in the param groups; the owners pass them
+to the kernels, and the pre-flight agreement covers them like ``lr``. ``from_profile(name, params, **overrides)``
+takes a profile's (S9.4 / S9.5 options of ``spec.options``).
+
 Launch: construct after ``torch.distributed.init_process_group`` (under ``torchrun`` the default
 ``env://`` init reads RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT); all parameters on one device that the
 backend supports (gloo: CPU; nccl: CUDA). Constructing without an initialised group raises RuntimeError.
@@ -45,6 +50,7 @@ backend supports (gloo: CPU; nccl: CUDA). Constructing without an initialised gr
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -55,8 +61,9 @@ from torch import Tensor
 from optconform import spec
 
 from ._closure import run_closure
+from .adamw import ADAMW_OPTIONS, check_adamw_hyperparameters, check_adamw_options
 from .adamw import adamw as adamw_kernel
-from .adamw import check_adamw_hyperparameters
+from .muon import MUON_OPTIONS, new_second_moment, profile_keywords
 from .muon import muon as muon_kernel
 from .newton_schulz import zeropower
 
@@ -85,6 +92,16 @@ def _require_group(who: str) -> tuple[int, int]:
         raise RuntimeError(f"{who} needs an initialised torch.distributed process group: call "
                            "torch.distributed.init_process_group(...) first (torchrun sets up env://)")
     return dist.get_rank(), dist.get_world_size()
+
+
+def _as_float(value: object) -> float:
+    """A hyperparameter or option value as a float that every rank computes alike (None -> -1, a string -> its
+    CRC-32), for the pre-flight comparison."""
+    if value is None:
+        return -1.0
+    if isinstance(value, str):
+        return float(zlib.crc32(value.encode()))
+    return float(value)  # type: ignore[arg-type]
 
 
 def _grad_code(p: Tensor) -> int:
@@ -176,6 +193,7 @@ class _ZeRO2(torch.optim.Optimizer):
 
     _n_hypers = 0
     _hyper_names: tuple[str, ...] = ()
+    _options: tuple[str, ...] = ()
 
     # --- per-rank checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -198,6 +216,9 @@ class _ZeRO2(torch.optim.Optimizer):
                              "on a group of the same size")
         sd = {k: v for k, v in state_dict.items() if k != _STATE_TAG}
         super().load_state_dict(sd)
+        for group in self.param_groups:  # a shard saved without an option: this optimizer's value
+            for k in self._options:
+                group.setdefault(k, self.defaults[k])
         self._check_loaded_state(rank, world)
 
     def _check_loaded_state(self, rank: int, world: int) -> None:
@@ -209,16 +230,30 @@ class DistMuon(_ZeRO2):
     (S7.2), all-gather of the updated parameters. One param group per distinct shape (sorted)."""
 
     _who = "DistMuon"
-    _hyper_names = ("lr", "momentum", "nesterov", "ns_steps")
-    _n_hypers = 4
-    #: the Newton–Schulz map ``(u, ns_steps) -> O`` (S6.2's ``zeropower``); a subclass may swap it
+    _options = MUON_OPTIONS
+    _hyper_names = ("lr", "momentum", "nesterov", "ns_steps", *MUON_OPTIONS)
+    _n_hypers = len(_hyper_names)
+    #: the Newton–Schulz map ``(u, ns_steps, **changed S6.2 options) -> O`` (S6.2's ``zeropower``); a subclass may
+    #: swap it (one taking only (u, ns_steps) serves the seed's Newton–Schulz options)
     orthogonalize = staticmethod(zeropower)
 
     def __init__(self, params: Iterable[Tensor] | Iterable[tuple[str, Tensor]], lr: float = _MUON.default("lr"),
                  momentum: float = _MUON.default("momentum"), nesterov: bool = _MUON.default("nesterov"),
-                 ns_steps: int = _MUON.default("ns_steps")):
+                 ns_steps: int = _MUON.default("ns_steps"), *, ns_eps: float = _MUON.default("ns_eps"),
+                 rows: str | None = _MUON.default("rows"), row_cut: str = _MUON.default("row_cut"),
+                 normalisation: str = _MUON.default("normalisation"), safety: float = _MUON.default("safety"),
+                 momentum_form: str = _MUON.default("momentum_form"), muoneq: bool = _MUON.default("muoneq"),
+                 muon_plus: bool = _MUON.default("muon_plus"),
+                 normuon_beta2: float | None = _MUON.default("normuon_beta2"),
+                 lr_scale: str = _MUON.default("lr_scale"), weight_decay: float = _MUON.default("weight_decay"),
+                 weight_decay_lr: str = _MUON.default("weight_decay_lr"),
+                 weight_decay_mode: str = _MUON.default("weight_decay_mode")):
         _require_group(self._who)
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, ns_eps=ns_eps, rows=rows,
+                        row_cut=row_cut, normalisation=normalisation, safety=safety, momentum_form=momentum_form,
+                        muoneq=muoneq, muon_plus=muon_plus, normuon_beta2=normuon_beta2, lr_scale=lr_scale,
+                        weight_decay=weight_decay, weight_decay_lr=weight_decay_lr,
+                        weight_decay_mode=weight_decay_mode)
         self._check_hypers(defaults)
         items = list(params)
         if not items:
@@ -246,6 +281,13 @@ class DistMuon(_ZeRO2):
         super().__init__(groups, defaults)
         self._check_device(tensors)
 
+    @classmethod
+    def from_profile(cls, name: str, params: Iterable[Tensor] | Iterable[tuple[str, Tensor]], **overrides: Any
+                     ) -> DistMuon:
+        """DistMuon with profile ``name``'s S9.4 options; ``overrides``: options on top of the profile's, or other
+        constructor keywords. Unknown profile -> ValueError listing them."""
+        return cls(params, **profile_keywords("S9.4", name, overrides))
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """As ``torch.optim.Optimizer``'s, but a group must hold 2-D tensors of one shape and one dtype."""
         super().add_param_group(param_group)
@@ -258,7 +300,7 @@ class DistMuon(_ZeRO2):
     @staticmethod
     def _check_hypers(group: dict[str, Any]) -> list[float]:
         h = _MUON.check(**{k: group[k] for k in DistMuon._hyper_names})
-        return [h["lr"], h["momentum"], float(h["nesterov"]), float(h["ns_steps"])]
+        return [_as_float(h[k]) for k in DistMuon._hyper_names]
 
     def _validate_groups(self) -> None:
         for group in self.param_groups:
@@ -299,9 +341,18 @@ class DistMuon(_ZeRO2):
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                counted = group["momentum_form"] == "bias_corrected"
+                t = int(state.get("step", 0)) + 1
+                if group["normuon_beta2"] is not None and "second_momentum_buffer" not in state:
+                    state["second_momentum_buffer"] = new_second_moment(p)
+                seconds = [state["second_momentum_buffer"]] if group["normuon_beta2"] is not None else None
                 muon_kernel([p], [rs_out], [state["momentum_buffer"]], lr=group["lr"],
                             momentum=group["momentum"], nesterov=group["nesterov"],
-                            ns_steps=group["ns_steps"], orthogonalize=self.orthogonalize)
+                            ns_steps=group["ns_steps"], orthogonalize=self.orthogonalize,
+                            steps=[t] if counted else None, second_momentum_buffers=seconds,
+                            **{k: group[k] for k in MUON_OPTIONS})
+                if counted:
+                    state["step"] = t
                 ag_in = p if p.is_contiguous() else p.contiguous()
             else:
                 ag_in = zero
@@ -336,24 +387,37 @@ class DistAdamW(_ZeRO2):
     are bitwise what the single-process foreach kernel computes for them (the fused kernel's are not)."""
 
     _who = "DistAdamW"
-    _hyper_names = ("lr", "betas[0]", "betas[1]", "eps", "weight_decay")
-    _n_hypers = 5
+    _options = ADAMW_OPTIONS
+    _hyper_names = ("lr", "betas[0]", "betas[1]", "eps", "weight_decay", *ADAMW_OPTIONS)
+    _n_hypers = len(_hyper_names)
 
     def __init__(self, param_groups: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = _ADAMW.default("lr"),
                  betas: tuple[float, float] = _ADAMW.default("betas"), eps: float = _ADAMW.default("eps"),
-                 weight_decay: float = _ADAMW.default("weight_decay")):
+                 weight_decay: float = _ADAMW.default("weight_decay"), *,
+                 eps_placement: str = _ADAMW.default("eps_placement"), eps_root: float = _ADAMW.default("eps_root"),
+                 param_muls: str = _ADAMW.default("param_muls")):
         _require_group(self._who)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, eps_placement=eps_placement,
+                        eps_root=eps_root, param_muls=param_muls)
         self._check_hypers(defaults)
         super().__init__(param_groups, defaults)
         for group in self.param_groups:
             self._check_hypers(group)
         self._check_device([p for g in self.param_groups for p in g["params"]])
 
+    @classmethod
+    def from_profile(cls, name: str, param_groups: Iterable[Tensor] | Iterable[dict[str, Any]], **overrides: Any
+                     ) -> DistAdamW:
+        """DistAdamW with profile ``name``'s S9.5 options; ``overrides``: options on top of the profile's, or other
+        constructor keywords (lr, weight_decay, …). Unknown profile -> ValueError listing them."""
+        return cls(param_groups, **profile_keywords("S9.5", name, overrides))
+
     @staticmethod
     def _check_hypers(group: dict[str, Any]) -> list[float]:
-        return list(check_adamw_hyperparameters(lr=group["lr"], betas=group["betas"], eps=group["eps"],
-                                                weight_decay=group["weight_decay"]))
+        hypers = check_adamw_hyperparameters(lr=group["lr"], betas=group["betas"], eps=group["eps"],
+                                             weight_decay=group["weight_decay"])
+        options = check_adamw_options(**{k: group[k] for k in ADAMW_OPTIONS})
+        return [*hypers, *(_as_float(v) for v in options)]
 
     def _validate_groups(self) -> None:
         for group in self.param_groups:
@@ -408,11 +472,13 @@ class DistAdamW(_ZeRO2):
                     state["exp_avg_sq"] = torch.zeros_like(p_rows, memory_format=torch.preserve_format)
                 t = int(state["step"].item()) + 1
                 beta1, beta2 = group["betas"]
+                read = group["param_muls"] == "read"
                 adamw_kernel([p_rows], [rs_out[:rows].view(p_rows.shape)], [state["exp_avg"]],
                              [state["exp_avg_sq"]], [t], lr=group["lr"], beta1=beta1, beta2=beta2,
                              eps=group["eps"], weight_decay=group["weight_decay"],
-                             lr_muls=[getattr(p, "lr_mul", 1.0)], wd_muls=[getattr(p, "wd_mul", 1.0)],
-                             fused=False)
+                             lr_muls=[getattr(p, "lr_mul", 1.0) if read else 1.0],
+                             wd_muls=[getattr(p, "wd_mul", 1.0) if read else 1.0], fused=False,
+                             eps_placement=group["eps_placement"], eps_root=group["eps_root"])
                 state["step"].fill_(float(t))
                 rs_out[:rows].copy_(p_rows.reshape(rs_out[:rows].shape))
             rs_out[rows:].zero_()  # padding rows (all of them on a rank that owns none)

@@ -1,11 +1,19 @@
 """S7 in torch: the Muon step as a functional kernel, and the ``Muon`` optimizer around it.
 
-Per parameter θ (shape (..., rows, cols), leading dimensions a batch as in the seed) with gradient g:
+Per parameter θ (shape (..., rows, cols), leading dimensions a batch as in the seed) with gradient g, at the
+seed's options (profile nanochat-2025-10):
 
     buf ← lerp(buf, g, 1 − β)                      (buf starts at zeros)
     u   = lerp(g, buf, β) if nesterov else buf
     O   = zeropower(u, ns_steps)                   (bf16 Newton–Schulz, S6.2)
     θ   ← θ − lr · sqrt(max(1, rows/cols)) · O
+
+Variant options (SPEC "Variant options", ``MUON_OPTIONS``; defaults the seed's), in the reference's order:
+(buf, u) by ``momentum_form`` (S7.3); u ← MuonEq(u) if ``muoneq`` (S6.4); O = zeropower(u, ns_steps, eps=ns_eps,
+rows, row_cut, normalisation, safety) (S6.2); O ← Muon+(O) if ``muon_plus`` (S7.5); O ← NorMuon(O) if
+``normuon_beta2`` (S7.4); s = aspect scale by ``lr_scale`` (S7.1); θ ← decay(θ, O) by ``weight_decay``,
+``weight_decay_lr``, ``weight_decay_mode`` (S7.6); θ ← θ − lr·s·O. Muon+ / NorMuon / MuonEq run in float32
+(float64 for float64 parameters) on the bf16 Newton–Schulz output.
 
 Equal to ``optconform.reference.muon.muon`` in exact arithmetic. Differences from the seed's
 ``Muon.step``: the gradient is never modified (the seed's ``g.lerp_(buf, β)`` overwrites ``p.grad``);
@@ -16,33 +24,77 @@ buffer is kept in the parameter's dtype (the seed: the gradient's dtype, which a
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from optconform import spec
+from optconform.spec import options as spec_options
+from optconform.spec.checks import require_int
 
 from ._closure import run_closure
 from .newton_schulz import zeropower
 
-__all__ = ["muon_aspect_scale", "muon", "Muon"]
+__all__ = ["MUON_OPTIONS", "muon_aspect_scale", "second_moment_shape", "new_second_moment", "profile_keywords", "muon",
+           "Muon"]
+
+_H = spec.hyper("S7.2")
+_PROTOCOL = ("lr", "momentum", "nesterov", "ns_steps")
+#: The variant options Muon takes as keywords (S7.2's hyperparameters beyond the protocol's), registry order.
+MUON_OPTIONS: tuple[str, ...] = tuple(h.name for h in _H if h.name not in _PROTOCOL)
+_D = {k: _H.default(k) for k in MUON_OPTIONS}
+#: S6.2's keyword for each Newton–Schulz option
+_NS_KEYWORDS = {"ns_eps": "eps", "rows": "rows", "row_cut": "row_cut", "normalisation": "normalisation",
+                "safety": "safety"}
+#: floors of S6.4 (MuonEq row norm), S7.4 (NorMuon v and norm) and S7.5 (Muon+ norm), nanochat master's clamp_min
+EQUILIBRATE_FLOOR, NORMUON_FLOOR, NORMUON_NORM_FLOOR, MUON_PLUS_FLOOR = 1e-6, 1e-10, 1e-10, 1e-6
 
 
-def muon_aspect_scale(shape: Sequence[int]) -> float:
-    """S7.1 sqrt(max(1, rows/cols)) with rows, cols = shape[-2], shape[-1]."""
+def muon_aspect_scale(shape: Sequence[int], lr_scale: str = "original") -> float:
+    """S7.1 ``"original"``: sqrt(max(1, rows/cols)); ``"match_rms_adamw"``: 0.2·sqrt(max(rows, cols)), with rows,
+    cols = shape[-2], shape[-1]."""
     rows, cols = int(shape[-2]), int(shape[-1])
+    if lr_scale != "original" and _H["lr_scale"].check(lr_scale) == "match_rms_adamw":
+        return 0.2 * max(rows, cols) ** 0.5
     return max(1.0, rows / cols) ** 0.5
 
 
-_H = spec.hyper("S7.2")
+def second_moment_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """S7.4 The shape of NorMuon's ``second_momentum_buffer`` for a (..., rows, cols) parameter: (..., rows, 1)
+    if rows >= cols (a mean over each row) else (..., 1, cols) (over each column)."""
+    *lead, rows, cols = (int(d) for d in shape)
+    return (*lead, rows, 1) if rows >= cols else (*lead, 1, cols)
 
 
-def _check_hyper(lr: object, momentum: object, nesterov: object, ns_steps: object) -> tuple[float, float,
-                                                                                          bool, int]:
-    h = _H.check(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
-    return h["lr"], h["momentum"], h["nesterov"], h["ns_steps"]
+def new_second_moment(p: Tensor) -> Tensor:
+    """S7.4 NorMuon's ``second_momentum_buffer`` before the first step: zeros of ``second_moment_shape(p.shape)``,
+    float32 (float64 for a float64 parameter), on p's device."""
+    return torch.zeros(second_moment_shape(p.shape), dtype=_work_dtype(p.dtype), device=p.device)
+
+
+def profile_keywords(clause_id: str, name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor keywords of ``from_profile``: profile ``name``'s options for ``clause_id`` (those of
+    ``overrides`` that are options of that clause applied first), then the other ``overrides`` unchanged.
+    Unknown profile -> ValueError listing the profiles."""
+    names = spec_options.OPTION_CLAUSES.get(clause_id, ())
+    opts = {k: v for k, v in overrides.items() if k in names}
+    values = spec_options.resolve(name, opts)
+    return {**{k: v for k, v in overrides.items() if k not in opts}, **spec_options.clause_options(clause_id, values)}
+
+
+def _check_hyper(lr: object, momentum: object, nesterov: object, ns_steps: object, **options: object
+                 ) -> dict[str, Any]:
+    """Every hyperparameter of S7.2 validated (ValueError naming the first bad one), options filled in. An option
+    that is the very default object is not re-checked (the step's hot path)."""
+    changed = {k: v for k, v in options.items() if k not in _D or v is not _D[k]}
+    return {**_D, **_H.check(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, **changed)}
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check_triplet(i: int, p: object, g: object, buf: object) -> None:
@@ -67,25 +119,112 @@ def _check_triplet(i: int, p: object, g: object, buf: object) -> None:
             raise ValueError(f"{name}[{i}] must have the dtype of params[{i}] ({p.dtype}); got {t.dtype}")
 
 
+def _check_state_lists(params: Sequence[Tensor], h: Mapping[str, Any], steps: Sequence[int] | None,
+                       second_momentum_buffers: Sequence[Tensor] | None) -> None:
+    n = len(params)
+    if h["momentum_form"] == "bias_corrected":
+        if steps is None or len(steps) != n:
+            raise ValueError(f"steps must give each param's step count (1 on its first step) for "
+                             f"momentum_form='bias_corrected': {n} integers >= 1; got {steps!r}")
+        for i, t in enumerate(steps):
+            require_int(f"steps[{i}]", t, minimum=1)
+    if h["normuon_beta2"] is not None:
+        if second_momentum_buffers is None or len(second_momentum_buffers) != n:
+            raise ValueError(f"second_momentum_buffers must hold one tensor per param ({n}) when normuon_beta2 "
+                             "is set")
+        for i, (p, v) in enumerate(zip(params, second_momentum_buffers, strict=True)):
+            want = second_moment_shape(p.shape)
+            if not isinstance(v, Tensor) or tuple(v.shape) != want or v.device != p.device \
+                    or v.dtype != _work_dtype(p.dtype):
+                raise ValueError(f"second_momentum_buffers[{i}] must be a {_work_dtype(p.dtype)} tensor of shape "
+                                 f"{want} on {p.device}; got {v!r:.80}")
+
+
+def _ns_input(h: Mapping[str, Any], g: Tensor, buf: Tensor, step: int | None) -> Tensor:
+    """S7.3 u from the updated buffer: ema lerp(g, buf, β) | sum g + β·buf | bias_corrected
+    β·buf/(1 − β^(t+1)) + (1 − β)·g/(1 − βᵗ) if nesterov, else buf (bias_corrected: buf/(1 − βᵗ)). A new tensor."""
+    beta, form = h["momentum"], h["momentum_form"]
+    if form == "bias_corrected":
+        assert step is not None
+        if h["nesterov"]:
+            return torch.add(buf * (beta / (1.0 - beta ** (step + 1))), g, alpha=(1.0 - beta) / (1.0 - beta**step))
+        return buf * (1.0 / (1.0 - beta**step))
+    if not h["nesterov"]:
+        return buf
+    return torch.add(g, buf, alpha=beta) if form == "sum" else torch.lerp(g, buf, beta)
+
+
+def _fro(x: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
+
+
+def _equilibrate_rows(u: Tensor) -> Tensor:
+    """S6.4 MuonEq per matrix: row i ← u_i·(‖u‖_F/√rows)/max(‖u_i‖, 1e-6), norms in float64 on u/max|u|."""
+    x = u.to(torch.float64)
+    amax = x.abs().amax(dim=(-2, -1), keepdim=True)
+    safe = torch.where(amax > 0, amax, torch.ones_like(amax))
+    y = x / safe
+    row = torch.linalg.vector_norm(y, dim=-1, keepdim=True) * safe
+    target = _fro(y) * safe / math.sqrt(u.shape[-2])
+    return u * (target / row.clamp_min(EQUILIBRATE_FLOOR)).to(u.dtype)
+
+
+def _muon_plus(o: Tensor) -> Tensor:
+    """S7.5 Muon+: O·sqrt(min(rows, cols))/max(‖O‖_F, 1e-6) per matrix."""
+    return o * (math.sqrt(min(o.shape[-2], o.shape[-1])) / _fro(o).clamp_min(MUON_PLUS_FLOOR))
+
+
+def _normuon(o: Tensor, v: Tensor, beta2: float) -> Tensor:
+    """S7.4 NorMuon per matrix: q = mean of O² over each row (rows >= cols) or column; v ← lerp(v, q, 1 − β₂)
+    in place; D = O/sqrt(max(v, 1e-10)), rescaled by ‖O‖_F/max(‖D‖_F, 1e-10)."""
+    q = (o * o).mean(dim=-1 if o.shape[-2] >= o.shape[-1] else -2, keepdim=True)
+    v.lerp_(q, 1.0 - beta2)
+    d = o / v.clamp_min(NORMUON_FLOOR).sqrt()
+    return d * (_fro(o) / _fro(d).clamp_min(NORMUON_NORM_FLOOR))
+
+
 @torch.no_grad()
 def muon(params: Sequence[Tensor], grads: Sequence[Tensor], momentum_buffers: Sequence[Tensor], *,
          lr: float, momentum: float, nesterov: bool, ns_steps: int,
-         orthogonalize: Callable[[Tensor, int], Tensor] = zeropower) -> None:
-    """S7.2 One Muon step, in place on ``params`` and ``momentum_buffers``; ``grads`` are only read.
+         orthogonalize: Callable[..., Tensor] = zeropower, steps: Sequence[int] | None = None,
+         second_momentum_buffers: Sequence[Tensor] | None = None,
+         ns_eps: float = _D["ns_eps"], rows: str | None = _D["rows"], row_cut: str = _D["row_cut"],
+         normalisation: str = _D["normalisation"], safety: float = _D["safety"],
+         momentum_form: str = _D["momentum_form"], muoneq: bool = _D["muoneq"], muon_plus: bool = _D["muon_plus"],
+         normuon_beta2: float | None = _D["normuon_beta2"], lr_scale: str = _D["lr_scale"],
+         weight_decay: float = _D["weight_decay"], weight_decay_lr: str = _D["weight_decay_lr"],
+         weight_decay_mode: str = _D["weight_decay_mode"]) -> None:
+    """S7.2 One Muon step, in place on ``params``, ``momentum_buffers`` (and ``second_momentum_buffers``);
+    ``grads`` are only read.
 
-    buf ← lerp(buf, g, 1 − β); u = lerp(g, buf, β) if nesterov else buf; O = orthogonalize(u, ns_steps)
-    (the spec's ``zeropower`` by default, as in ``reference.muon.muon``); θ ← θ − lr·sqrt(max(1, rows/cols))·O.
-    Same-shape (and dtype, device) parameters are stacked into one batched ``orthogonalize`` call. Everything is
-    validated before anything is written: bad hyperparameters, list lengths, shapes, devices or dtypes ->
-    ValueError naming the argument.
+    Seed's options: buf ← lerp(buf, g, 1 − β); u = lerp(g, buf, β) if nesterov else buf;
+    O = orthogonalize(u, ns_steps) (the spec's ``zeropower`` by default, as in ``reference.muon.muon``);
+    θ ← θ − lr·sqrt(max(1, rows/cols))·O. The options change the steps as the module docstring says; the
+    Newton–Schulz options that differ from the seed's are passed to ``orthogonalize`` as S6.2 keywords
+    (``ns_eps`` as ``eps``). ``steps``: each parameter's step count after this step (1, 2, …), needed for
+    ``momentum_form="bias_corrected"``; ``second_momentum_buffers``: NorMuon's v per parameter (zeros before the
+    first step; shape ``second_moment_shape``, float32, float64 for float64 parameters), needed with
+    ``normuon_beta2``. Same-shape (and dtype, device) parameters are stacked into one batched ``orthogonalize``
+    call. Everything is validated before anything is written: bad hyperparameters, list lengths, shapes, devices
+    or dtypes -> ValueError naming the argument.
     """
-    lr, beta, nesterov, ns_steps = _check_hyper(lr, momentum, nesterov, ns_steps)
+    h = _check_hyper(lr, momentum, nesterov, ns_steps, ns_eps=ns_eps, rows=rows, row_cut=row_cut,
+                     normalisation=normalisation, safety=safety, momentum_form=momentum_form, muoneq=muoneq,
+                     muon_plus=muon_plus, normuon_beta2=normuon_beta2, lr_scale=lr_scale,
+                     weight_decay=weight_decay, weight_decay_lr=weight_decay_lr, weight_decay_mode=weight_decay_mode)
+    lr, beta, ns_steps = h["lr"], h["momentum"], h["ns_steps"]
     n = len(params)
     if len(grads) != n or len(momentum_buffers) != n:
         raise ValueError(f"grads and momentum_buffers must have one entry per param ({n}); "
                          f"got {len(grads)} and {len(momentum_buffers)}")
     for i in range(n):
         _check_triplet(i, params[i], grads[i], momentum_buffers[i])
+    _check_state_lists(params, h, steps, second_momentum_buffers)
+    # the Newton–Schulz options that differ from the seed's (row_cut matters only with rows)
+    ns_kw = {_NS_KEYWORDS[k]: h[k] for k in _NS_KEYWORDS
+             if h[k] != _D[k] and not (k == "row_cut" and h["rows"] is None)}
+    post = h["muon_plus"] or h["normuon_beta2"] is not None
+    wd = h["weight_decay"]
 
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
@@ -94,38 +233,84 @@ def muon(params: Sequence[Tensor], grads: Sequence[Tensor], momentum_buffers: Se
         groups.setdefault((tuple(p.shape), p.dtype, p.device), []).append(i)
 
     for buf, g in zip(momentum_buffers, grads, strict=True):
-        buf.lerp_(g, 1.0 - beta)  # g is only read
-    for (shape, _, _), idx in groups.items():
-        if nesterov:
-            u = torch.stack([torch.lerp(grads[i], momentum_buffers[i], beta) for i in idx])
+        if h["momentum_form"] == "sum":
+            buf.mul_(beta).add_(g)
         else:
-            u = torch.stack([momentum_buffers[i] for i in idx])  # a copy: buffers are not aliased
-        ortho = orthogonalize(u, ns_steps)
-        alpha = -lr * muon_aspect_scale(shape)
+            buf.lerp_(g, 1.0 - beta)  # β·buf + (1 − β)·g; g is only read
+    for (shape, dtype, _), idx in groups.items():
+        # a copy even without nesterov: buffers are not aliased
+        u = torch.stack([_ns_input(h, grads[i], momentum_buffers[i], steps[i] if steps is not None else None)
+                         for i in idx])
+        if h["muoneq"]:
+            u = _equilibrate_rows(u)
+        ortho = orthogonalize(u, ns_steps, **ns_kw)
+        if post:
+            ortho = ortho.to(_work_dtype(dtype))
+            if h["muon_plus"]:
+                ortho = _muon_plus(ortho)
+            if h["normuon_beta2"] is not None:
+                assert second_momentum_buffers is not None
+                v = torch.stack([second_momentum_buffers[i] for i in idx])
+                ortho = _normuon(ortho, v, h["normuon_beta2"])
+                for j, i in enumerate(idx):
+                    second_momentum_buffers[i].copy_(v[j])
+        scale = muon_aspect_scale(shape, h["lr_scale"])
+        alpha = -lr * scale
+        decay = wd * (lr * scale if h["weight_decay_lr"] == "adjusted" else lr)
         for j, i in enumerate(idx):
-            params[i].add_(ortho[j], alpha=alpha)
+            p = params[i]
+            if decay != 0.0:  # S7.6, on θ before the step
+                if h["weight_decay_mode"] == "cautious":
+                    p.sub_(p * (ortho[j] * p >= 0), alpha=decay)
+                else:
+                    p.mul_(1.0 - decay)
+            p.add_(ortho[j], alpha=alpha)
 
 
 class Muon(torch.optim.Optimizer):
     """Muon (S7.2) over parameters of at least 2 dimensions; defaults are the seed's.
 
-    Muon(params, lr=0.02, momentum=0.95, nesterov=True, ns_steps=5). ``params``: tensors or param
-    groups. State per parameter: ``momentum_buffer`` (the parameter's dtype, created as zeros on the
-    first step). ``group["lr"]``/``group["momentum"]`` may be changed between steps (they are
-    re-validated at every step). ``step`` raises RuntimeError when a parameter has no gradient (the
-    seed asserts; silently skipping it would desynchronise distributed ranks). ``load_state_dict`` copies
-    the tensors it is given (it never shares momentum buffers with the source).
+    Muon(params, lr=0.02, momentum=0.95, nesterov=True, ns_steps=5, *, <MUON_OPTIONS>). ``params``: tensors or
+    param groups. Every variant option is a keyword stored in the param groups like ``lr`` (a group may set its
+    own), validated by S7.2's registry at construction and at every step (ValueError naming the option and its
+    allowed values). ``Muon.from_profile(name, params, **overrides)`` takes a profile's options. State per
+    parameter: ``momentum_buffer`` (the parameter's dtype, created as zeros on the first step), ``step`` (int,
+    only for ``momentum_form="bias_corrected"``), ``second_momentum_buffer`` (only with ``normuon_beta2``).
+    ``group["lr"]``/``group["momentum"]`` may be changed between steps. ``step`` raises RuntimeError when a
+    parameter has no gradient (the seed asserts; silently skipping it would desynchronise distributed ranks).
+    ``load_state_dict`` copies the tensors it is given (it never shares momentum buffers with the source); a
+    loaded group without an option takes this optimizer's value.
     """
 
-    #: the Newton–Schulz map ``(u, ns_steps) -> O`` (S6.2's ``zeropower``); a subclass may swap it
+    #: the Newton–Schulz map ``(u, ns_steps, **changed S6.2 options) -> O`` (S6.2's ``zeropower``); a subclass may
+    #: swap it (one taking only (u, ns_steps) serves the seed's Newton–Schulz options)
     orthogonalize = staticmethod(zeropower)
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = _H.default("lr"),
                  momentum: float = _H.default("momentum"), nesterov: bool = _H.default("nesterov"),
-                 ns_steps: int = _H.default("ns_steps")) -> None:
-        _check_hyper(lr, momentum, nesterov, ns_steps)
+                 ns_steps: int = _H.default("ns_steps"), *, ns_eps: float = _D["ns_eps"],
+                 rows: str | None = _D["rows"], row_cut: str = _D["row_cut"],
+                 normalisation: str = _D["normalisation"], safety: float = _D["safety"],
+                 momentum_form: str = _D["momentum_form"], muoneq: bool = _D["muoneq"],
+                 muon_plus: bool = _D["muon_plus"], normuon_beta2: float | None = _D["normuon_beta2"],
+                 lr_scale: str = _D["lr_scale"], weight_decay: float = _D["weight_decay"],
+                 weight_decay_lr: str = _D["weight_decay_lr"], weight_decay_mode: str = _D["weight_decay_mode"]
+                 ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, ns_eps=ns_eps, rows=rows,
+                        row_cut=row_cut, normalisation=normalisation, safety=safety, momentum_form=momentum_form,
+                        muoneq=muoneq, muon_plus=muon_plus, normuon_beta2=normuon_beta2, lr_scale=lr_scale,
+                        weight_decay=weight_decay, weight_decay_lr=weight_decay_lr,
+                        weight_decay_mode=weight_decay_mode)
+        _check_hyper(**defaults)
         self._n_seen = 0
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps))
+        super().__init__(params, defaults)
+
+    @classmethod
+    def from_profile(cls, name: str, params: Iterable[Tensor] | Iterable[dict[str, Any]], **overrides: Any
+                     ) -> Muon:
+        """Muon with profile ``name``'s options (``spec.options.PROFILES``); ``overrides``: options applied on
+        top of the profile's, or other constructor keywords (lr, …). Unknown profile -> ValueError listing them."""
+        return cls(params, **profile_keywords("S7.2", name, overrides))
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group; rejects parameters with fewer than 2 dimensions, naming their index."""
@@ -136,7 +321,7 @@ class Muon(torch.optim.Optimizer):
                 raise ValueError(f"params[{self._n_seen}] must have at least 2 dimensions (Muon "
                                  f"orthogonalises matrices; use AdamW for it); got shape {tuple(p.shape)}")
             self._n_seen += 1
-        _check_hyper(*(param_group.get(k, self.defaults[k]) for k in ("lr", "momentum", "nesterov", "ns_steps")))
+        _check_hyper(**{k: param_group.get(k, self.defaults[k]) for k in _H.names})
         super().add_param_group(param_group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -144,6 +329,9 @@ class Muon(torch.optim.Optimizer):
         buffer objects when dtype and device already match, so two optimizers loaded from one state dict
         (or the source and the copy) would silently share and double-update momentum buffers."""
         super().load_state_dict(copy.deepcopy(state_dict))
+        for group in self.param_groups:
+            for k in MUON_OPTIONS:
+                group.setdefault(k, self.defaults[k])
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
@@ -152,20 +340,30 @@ class Muon(torch.optim.Optimizer):
         work = []  # validate every group and gradient before anything is written
         index = 0
         for group in self.param_groups:
-            hyper = _check_hyper(group["lr"], group["momentum"], group["nesterov"], group["ns_steps"])
+            hyper = _check_hyper(**{k: group[k] for k in _H.names})
             for p in group["params"]:
                 if p.grad is None:
                     raise RuntimeError(f"Muon.step: params[{index}] (shape {tuple(p.shape)}) has no gradient "
                                        "(p.grad is None); every Muon parameter needs one at every step")
                 index += 1
             work.append((group["params"], hyper))
-        for params, (lr, beta, nesterov, ns_steps) in work:
-            bufs = []
+        for params, hyper in work:
+            bufs, steps, seconds = [], [], []
+            counted = hyper["momentum_form"] == "bias_corrected"
             for p in params:
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 bufs.append(state["momentum_buffer"])
-            muon(params, [p.grad for p in params], bufs, lr=lr, momentum=beta, nesterov=nesterov,
-                 ns_steps=ns_steps, orthogonalize=self.orthogonalize)
+                if counted:
+                    steps.append(int(state.get("step", 0)) + 1)
+                if hyper["normuon_beta2"] is not None:
+                    if "second_momentum_buffer" not in state:
+                        state["second_momentum_buffer"] = new_second_moment(p)
+                    seconds.append(state["second_momentum_buffer"])
+            muon(params, [p.grad for p in params], bufs, orthogonalize=self.orthogonalize,
+                 steps=steps if counted else None, second_momentum_buffers=seconds or None, **hyper)
+            if counted:  # only after a successful kernel call
+                for p, t in zip(params, steps, strict=True):
+                    self.state[p]["step"] = t
         return loss

@@ -11,6 +11,13 @@ Differences from the seed's ``zeropower_via_newtonschulz5``, none of which chang
   torch.optim.Muon does, instead of four separate bf16 roundings;
 * G is never written into and never aliased by the result (pytorch #194664).
 
+Variant options (S6.2, SPEC "Variant options"): ``eps``, ``rows``, ``row_cut``, ``normalisation``, ``safety`` as
+keywords, defaults the seed's. Normalisation X/(safety·‖X‖_F + eps) or, with ``normalisation="clamp"``,
+X/max(‖X‖_F, eps), on the same max|G| pre-scaled norm; then one quintic step per row of
+``ns_row_list(steps, rows=..., row_cut=...)`` (``spec.NS_ROWS[rows]`` in order, past their end the last row
+again or no further step). A call with any option changed runs the eager kernel (both entry points); the
+default call is the seed's algorithm exactly as described below.
+
 Path choice: ``zeropower`` runs a ``torch.compile``-d kernel on CUDA and the eager kernel elsewhere.
 Override with the environment variable ``OPTCONFORM_NS_COMPILE`` = ``auto`` (default) | ``always`` |
 ``never``, read at every call. ``zeropower_eager`` and ``zeropower_compiled`` name a path explicitly.
@@ -38,6 +45,7 @@ __all__ = [
     "zeropower_eager",
     "zeropower_compiled",
     "compile_mode",
+    "ns_row_list",
 ]
 
 #: (a, b, c) of the quintic p(s) = a s + b s³ + c s⁵ (seed, S6.2), and the additive guard in X / (‖X‖_F + eps):
@@ -50,6 +58,37 @@ COMPILE_ENV_VAR = "OPTCONFORM_NS_COMPILE"
 _COMPILE_MODES = ("auto", "always", "never")
 
 
+Row = tuple[float, float, float]
+
+
+def ns_row_list(steps: int, *, rows: str | None = _H.default("rows"), row_cut: str = _H.default("row_cut")
+                ) -> tuple[Row, ...]:
+    """S6.2 The (a, b, c) of each iteration: NS_COEFFICIENTS ``steps`` times when ``rows`` is None, else
+    ``spec.NS_ROWS[rows]`` in order, past their end the last row again (``"repeat_last"``) or no further
+    iteration (``"truncate"``). ValueError naming a bad argument."""
+    h = _H.check(steps=steps, rows=rows, row_cut=row_cut)
+    if h["rows"] is None:
+        return (NS_COEFFICIENTS,) * h["steps"]
+    named = spec.NS_ROWS[h["rows"]]
+    if h["row_cut"] == "truncate":
+        return tuple(named[:h["steps"]])
+    return tuple(named[min(k, len(named) - 1)] for k in range(h["steps"]))
+
+
+def _variant(steps: int, eps: object, rows: object, row_cut: object, normalisation: object, safety: object
+             ) -> tuple[tuple[Row, ...], float, str, float] | None:
+    """None for the seed's options (the default kernel), else (row list, eps, normalisation, safety), validated.
+    ``row_cut`` without ``rows`` changes nothing."""
+    if (rows is None and normalisation == "plus_eps" and type(safety) is float and safety == 1.0
+            and type(eps) is float and eps == NS_EPS and row_cut in ("repeat_last", "truncate")):
+        return None
+    h = _H.check(eps=eps, rows=rows, row_cut=row_cut, normalisation=normalisation, safety=safety)
+    if h["rows"] is None and h["normalisation"] == "plus_eps" and h["safety"] == 1.0 and h["eps"] == NS_EPS:
+        return None
+    return (ns_row_list(steps, rows=h["rows"], row_cut=h["row_cut"]), h["eps"], h["normalisation"],
+            h["safety"])
+
+
 def _check_input(G: object, steps: object) -> int:
     if not isinstance(G, Tensor):
         raise ValueError(f"G must be a torch.Tensor; got {type(G).__name__}")
@@ -60,12 +99,13 @@ def _check_input(G: object, steps: object) -> int:
     return _H.check(steps=steps)["steps"]
 
 
-def _normalize(G: Tensor) -> Tensor:
-    """X = G / (‖G‖_F + eps) per matrix, without overflow, rounded to bf16 once (a new tensor).
+def _normalize(G: Tensor, eps: float = NS_EPS, normalisation: str = "plus_eps", safety: float = 1.0) -> Tensor:
+    """X = G / (safety·‖G‖_F + eps) (``"clamp"``: G / max(‖G‖_F, eps)) per matrix, without overflow, rounded to
+    bf16 once (a new tensor).
 
     With m = max|G| (per matrix), Y = G/m has entries in [-1, 1], so ‖Y‖_F <= sqrt(rows·cols) and
-    G / (‖G‖_F + eps) = Y / (‖Y‖_F + eps/m) exactly. eps/m stays finite in float32 because m >= the
-    smallest float32 subnormal (1.4e-45) whenever m > 0. A zero matrix gives zeros.
+    G / (‖G‖_F + eps) = Y / (‖Y‖_F + eps/m) exactly (clamp: Y / max(‖Y‖_F, eps/m)). eps/m stays finite in
+    float32 because m >= the smallest float32 subnormal (1.4e-45) whenever m > 0. A zero matrix gives zeros.
     """
     work = torch.float64 if G.dtype == torch.float64 else torch.float32
     g = G.to(work)  # may be G itself; only out-of-place ops below
@@ -73,37 +113,43 @@ def _normalize(G: Tensor) -> Tensor:
     safe = torch.where(amax > 0, amax, torch.ones_like(amax))
     y = g / safe
     nrm = torch.linalg.vector_norm(y, dim=(-2, -1), keepdim=True)
-    return (y / (nrm + NS_EPS / safe)).to(torch.bfloat16)
+    if normalisation == "clamp":
+        return (y / torch.maximum(nrm, eps / safe)).to(torch.bfloat16)
+    if safety != 1.0:
+        nrm = safety * nrm
+    return (y / (nrm + eps / safe)).to(torch.bfloat16)
 
 
-def _iterate(X: Tensor, steps: int) -> Tensor:
-    """``steps`` quintic steps on a bf16 (m, n) or (B, m, n) X with m <= n; X is not modified."""
-    a, b, c = NS_COEFFICIENTS
+def _iterate(X: Tensor, steps: int, rows: tuple[Row, ...] | None = None) -> Tensor:
+    """``steps`` quintic steps (or one per (a, b, c) of ``rows``) on a bf16 (m, n) or (B, m, n) X with m <= n;
+    X is not modified."""
+    row_list = (NS_COEFFICIENTS,) * steps if rows is None else rows
     if X.ndim == 2:
-        for _ in range(steps):
+        for a, b, c in row_list:
             A = X @ X.mT
             B = torch.addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A·A
             X = torch.addmm(X, B, X, beta=a)  # a·X + B·X
     else:
-        for _ in range(steps):
+        for a, b, c in row_list:
             A = X @ X.mT
             B = torch.baddbmm(A, A, A, beta=b, alpha=c)
             X = torch.baddbmm(X, B, X, beta=a)
     return X
 
 
-def _kernel(G: Tensor, steps: int) -> Tensor:
-    """Normalise, transpose to wide, iterate, transpose back (input already validated, non-empty)."""
+def _kernel(G: Tensor, steps: int, variant: tuple[tuple[Row, ...], float, str, float] | None = None) -> Tensor:
+    """Normalise, transpose to wide, iterate, transpose back (input already validated, non-empty).
+    ``variant``: (rows, eps, normalisation, safety) of ``_variant``, or None for the seed's."""
     shape = G.shape
     m, n = shape[-2], shape[-1]
     transposed = m > n
-    X = _normalize(G)
+    X = _normalize(G) if variant is None else _normalize(G, variant[1], variant[2], variant[3])
     if transposed:
         X = X.mT
     X = X.contiguous()
     if X.ndim > 3:
         X = X.reshape(-1, *X.shape[-2:])
-    X = _iterate(X, steps)
+    X = _iterate(X, steps, None if variant is None else variant[0])
     if transposed:
         X = X.mT
     return X.reshape(shape).contiguous()  # a new tensor: _normalize never returns G itself
@@ -115,9 +161,22 @@ def _run(kernel: Callable[[Tensor, int], Tensor], G: Tensor, steps: int) -> Tens
     return kernel(G, steps)
 
 
-def zeropower_eager(G: Tensor, steps: int = _H.default("steps")) -> Tensor:
+def _run_variant(G: Tensor, steps: int, variant: tuple[tuple[Row, ...], float, str, float]) -> Tensor:
+    with torch.no_grad():
+        if G.numel() == 0:
+            return torch.zeros(G.shape, dtype=torch.bfloat16, device=G.device)
+        return _kernel(G, steps, variant)
+
+
+def zeropower_eager(G: Tensor, steps: int = _H.default("steps"), *, eps: float = NS_EPS,
+                    rows: str | None = _H.default("rows"), row_cut: str = _H.default("row_cut"),
+                    normalisation: str = _H.default("normalisation"), safety: float = _H.default("safety")
+                    ) -> Tensor:
     """S6.2 bf16 Newton–Schulz quintic, eager kernel. See ``zeropower``."""
     steps = _check_input(G, steps)
+    variant = _variant(steps, eps, rows, row_cut, normalisation, safety)
+    if variant is not None:
+        return _run_variant(G, steps, variant)
     with torch.no_grad():
         return _run(_kernel, G, steps)
 
@@ -135,14 +194,21 @@ def _compiled_kernel() -> Callable[[Tensor, int], Tensor] | None:
         return _compiled
 
 
-def zeropower_compiled(G: Tensor, steps: int = _H.default("steps")) -> Tensor:
+def zeropower_compiled(G: Tensor, steps: int = _H.default("steps"), *, eps: float = NS_EPS,
+                       rows: str | None = _H.default("rows"), row_cut: str = _H.default("row_cut"),
+                       normalisation: str = _H.default("normalisation"), safety: float = _H.default("safety")
+                       ) -> Tensor:
     """S6.2 bf16 Newton–Schulz quintic through ``torch.compile`` (built lazily, cached per process).
 
-    If compiling or running the compiled kernel raises, a ``RuntimeWarning`` is issued, the compiled
-    path is disabled for the rest of the process, and the eager result is returned.
+    Only the seed's options are compiled: a call with any option changed runs the eager kernel. If compiling
+    or running the compiled kernel raises, a ``RuntimeWarning`` is issued, the compiled path is disabled for
+    the rest of the process, and the eager result is returned.
     """
     global _compile_failed
     steps = _check_input(G, steps)
+    variant = _variant(steps, eps, rows, row_cut, normalisation, safety)
+    if variant is not None:
+        return _run_variant(G, steps, variant)
     kernel = _compiled_kernel()
     with torch.no_grad():
         if kernel is not None:
@@ -163,15 +229,23 @@ def compile_mode() -> str:
     return mode
 
 
-def zeropower(G: Tensor, steps: int = _H.default("steps")) -> Tensor:
-    """S6.2 Newton–Schulz quintic in bf16: X = G/(‖G‖_F + 1e-7) (transposed when m > n), then
-    ``steps`` times A = XXᵀ; B = bA + cA²; X = aX + BX, (a, b, c) = (3.4445, −4.7750, 2.0315).
+def zeropower(G: Tensor, steps: int = _H.default("steps"), *, eps: float = NS_EPS,
+              rows: str | None = _H.default("rows"), row_cut: str = _H.default("row_cut"),
+              normalisation: str = _H.default("normalisation"), safety: float = _H.default("safety")) -> Tensor:
+    """S6.2 Newton–Schulz quintic in bf16: X = G/(safety·‖G‖_F + eps) (transposed when m > n), then for each
+    (a, b, c) of ``ns_row_list(steps, rows=rows, row_cut=row_cut)`` A = XXᵀ; B = bA + cA²; X = aX + BX.
+    Defaults (the seed's): eps 1e-7, safety 1, (a, b, c) = (3.4445, −4.7750, 2.0315) every step;
+    ``normalisation="clamp"``: X = G/max(‖G‖_F, eps).
 
     G: floating tensor (..., m, n), leading dimensions a batch; steps: int >= 0. Returns a new bf16
-    tensor of G's shape on G's device; G is never modified. Compiled on CUDA, eager otherwise
-    (``OPTCONFORM_NS_COMPILE``). Invalid G or steps -> ValueError naming it.
+    tensor of G's shape on G's device; G is never modified. At the default options: compiled on CUDA, eager
+    otherwise (``OPTCONFORM_NS_COMPILE``); with any option changed: always eager. Invalid G, steps or
+    option -> ValueError naming it.
     """
-    _check_input(G, steps)
+    steps = _check_input(G, steps)
+    variant = _variant(steps, eps, rows, row_cut, normalisation, safety)
+    if variant is not None:
+        return _run_variant(G, steps, variant)
     mode = compile_mode()
     use_compiled = mode == "always" or (mode == "auto" and G.is_cuda)
     if use_compiled and not _compile_failed:

@@ -128,7 +128,15 @@ def choice(*values: Any) -> Domain:
 
 def optional(element: Domain) -> Domain:
     """None (the rule is off) or a value in ``element``."""
-    return Domain(f"None or {element.rule}", lambda n, v: None if v is None else element.check(n, v))
+    def check(name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return element.check(name, value)
+        except ValueError as exc:  # the message names the whole rule, None included
+            raise ValueError(f"{name} must be None or {element.rule}; got {value!r}") from exc
+
+    return Domain(f"None or {element.rule}", check)
 
 
 def per_parameter(element: Domain) -> Domain:
