@@ -10,6 +10,8 @@ set of probes, inputs on which every option value shows (:data:`PROBES`):
   g·θ takes both signs), correlated gradients under a momentum ramp 0.85 → 0.95 (sum vs EMA differ only when β
   changes; optax's bias correction in the first steps), and a second run at ‖g‖_F = 1e-8 (the eps convention);
   tall, wide and square shapes separate the shape-factor rules;
+* ``clip_grad_norm``: totals 1e-8, 1e-3 and 1 with max_norm 1e-7, 5e-4, 0.5 (torch's ``+1e-6`` clips the first,
+  which the exact rule leaves alone, and shifts the second's coefficient by 2e-3);
 * ``AdamW``: gradients of size ~ε (where ε before or after bias correction, and ``eps_root``, differ by O(1)), and
   one parameter carrying ``p.lr_mul = 2``, ``p.wd_mul = 0.5``.
 
@@ -49,7 +51,9 @@ from .target import Target
 Z_SWITCH = 4.0
 MAX_SWEEPS = 3
 #: the protocol names diagnosed, and the clause whose options they take
-NAMES = {"zeropower": "S6.2", "Muon": "S7.2", "AdamW": "S8.2"}
+NAMES = {"clip_grad_norm": "S5.1", "zeropower": "S6.2", "Muon": "S7.2", "AdamW": "S8.2"}
+#: a distributed protocol name -> the single-process name whose diagnosis its cases run under
+SINGLE_PROCESS = {"DistMuon": "Muon", "DistAdamW": "AdamW"}
 
 
 @dataclass
@@ -249,7 +253,40 @@ def _adamw_probe(target: Target, device: str, rng: np.random.Generator):
     return predict
 
 
-PROBES: dict[str, Callable] = {"zeropower": _zeropower_probe, "Muon": _muon_probe, "AdamW": _adamw_probe}
+def _clip_probe(target: Target, device: str, rng: np.random.Generator):
+    import torch
+
+    from .judges.clipping import _grad_err
+
+    runs = []
+    for total, max_norm in ((1e-8, 1e-7), (1e-3, 5e-4), (1.0, 0.5)):
+        grads = [rng.standard_normal((6, 5)), rng.standard_normal(9)]
+        norm = float(np.sqrt(sum(np.sum(g**2) for g in grads)))
+        params = []
+        for g in grads:
+            p = torch.nn.Parameter(torch.zeros(g.shape, device=device))
+            p.grad = torch.as_tensor(g * (total / norm), dtype=torch.float32, device=device).clone()
+            params.append(p)
+        given = [p.grad.double().cpu().numpy().copy() for p in params]
+        target.get("clip_grad_norm")(params, max_norm)
+        runs.append((given, max_norm, [p.grad.double().cpu().numpy() for p in params]))
+
+    def predict(values: dict) -> Fit:
+        from optconform.reference.clipping import clip_grad_norm
+
+        fit, worst = Fit(T.CLIP_GRAD_RTOL), 0.0
+        for given, max_norm, clipped in runs:
+            ref, _ = clip_grad_norm(given, max_norm=max_norm, **O.clause_options("S5.1", values))
+            fit.add(np.concatenate([c.ravel() for c in clipped]), np.concatenate([r.ravel() for r in ref]))
+            worst = max(worst, _grad_err(clipped, ref))
+        fit.worst = worst  # the clipping judge's elementwise metric, against its bound
+        return fit
+
+    return predict
+
+
+PROBES: dict[str, Callable] = {"clip_grad_norm": _clip_probe, "zeropower": _zeropower_probe, "Muon": _muon_probe,
+                               "AdamW": _adamw_probe}
 
 
 # ------------------------------------------------------------------------------------------------ search

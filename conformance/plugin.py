@@ -255,7 +255,9 @@ def variant_values(config: pytest.Config, clause: spec.Clause) -> tuple[str, dic
     v = config.stash[_VARIANT]
     name = clause.protocol_name
     per = v["per_name"]
-    values = per.get(name) or per.get({"DistMuon": "Muon", "DistAdamW": "AdamW"}.get(name or "", "")) or v["values"]
+    from .diagnose import SINGLE_PROCESS
+
+    values = per.get(name) or per.get(SINGLE_PROCESS.get(name or "", "")) or v["values"]
     return v["profile"], values
 
 

@@ -286,6 +286,33 @@ class Report:
             out.append(row)
         return out
 
+    def confirmation(self, diagnosis: dict, summary: list[dict] | None = None) -> str:
+        """The verdict of the cases that ran under ``diagnosis``'s options (its protocol name's clause and the
+        distributed clause stepping the same optimizer): the confirmation ``--diagnose`` promises."""
+        from .diagnose import SINGLE_PROCESS
+
+        def judged_by(clause_id: str) -> bool:
+            n = spec.clause(clause_id).protocol_name or ""
+            return diagnosis["name"] in (n, SINGLE_PROCESS.get(n))
+
+        rows = [r for r in (self.summary() if summary is None else summary) if judged_by(r["clause"])]
+        cells = [(r["clause"], lv, c) for r in rows for lv, c in r["levels"].items() if c["cases"]]
+        if not cells:
+            return "not confirmed: no case of its clauses was judged in this run"
+        failed = [(cid, lv, c) for cid, lv, c in cells if c["failed"]]
+        judged = ", ".join(sorted({cid for cid, _, _ in cells}))
+        if not failed:
+            return f"confirmed: {judged} pass at every level judged ({', '.join(sorted({lv for _, lv, _ in cells}))})"
+        what = "; ".join(f"{cid} FAIL at {lv} ({c['failed']}/{c['cases']})" for cid, lv, c in failed)
+        if any(lv == CORE for _, lv, _ in failed):
+            return f"not confirmed: {what} — the diagnosed variant does not reproduce every case: a likely bug"
+        return f"confirmed at core; {what} (beyond core: robustness or layout, not a variant difference)"
+
+    def diagnoses_confirmed(self) -> list[dict]:
+        """The diagnoses with their ``confirmation``."""
+        summary = self.summary()
+        return [{**d, "confirmation": self.confirmation(d, summary)} for d in self.diagnoses]
+
     def passed(self) -> bool:
         """True when no required level failed anywhere."""
         return not any(cell["failed"] for row in self.summary() for lv, cell in row["levels"].items()
@@ -322,7 +349,8 @@ class Report:
                 lines.append(f"  {row['clause']} {row['name']}: {r['status']} ×{r['cases']}{at}: {r['reason']}")
         if self.diagnoses:
             lines += ["", "diagnosis (--diagnose; the cases above ran under the diagnosed options):"]
-            lines += [f"  {d['line']}" for d in self.diagnoses]
+            for d in self.diagnoses_confirmed():
+                lines += [f"  {d['line']}", f"    -> {d['confirmation']}"]
         req = ", ".join(self.required)
         lines += ["", f"required levels: {req} — {'pass' if self.passed() else 'FAIL'}"
                   + ("" if set(self.required) == set(LEVELS) else f" (--require all to fail on "
@@ -331,7 +359,7 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(dict(target=self.target, options=self.options, required=list(self.required),
-                               passed=self.passed(), diagnoses=self.diagnoses, summary=self.summary(),
+                               passed=self.passed(), diagnoses=self.diagnoses_confirmed(), summary=self.summary(),
                                cases=[asdict(r) for r in self.records.values()]), indent=2, default=str)
 
     def to_markdown(self) -> str:
@@ -350,7 +378,7 @@ class Report:
             out.append(f"| {row['clause']} | `{row['name']}` | {cells} | {self._others(row['counts'])} | {worst} |")
         if self.diagnoses:
             out += ["", "## Diagnosis", "", "The cases above ran under the diagnosed options.", ""]
-            out += [f"- {d['line']}" for d in self.diagnoses]
+            out += [f"- {d['line']}; {d['confirmation']}" for d in self.diagnoses_confirmed()]
         problems = [r for r in self.records.values() if r.status != "passed"]
         if problems:
             out += ["", "## Not passed", ""]

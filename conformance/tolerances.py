@@ -315,14 +315,55 @@ NS_BIAS_COHERENT = 1.0
 NS_BIAS_FLOOR = 3.0
 
 
-def ns_bias_allowance(shat: np.ndarray, b: NSBounds) -> np.ndarray:
+def ns_bias_allowance(shat: np.ndarray, b: NSBounds, *, rescaled: bool = False) -> np.ndarray:
     """Per direction, the systematic response error correct arithmetic may show: u·(NS_BIAS_COHERENT·|ŝ·p'(ŝ)| +
-    NS_BIAS_FLOOR), u and the rows those of the bounds ``b``."""
+    NS_BIAS_FLOOR), u and the rows those of the bounds ``b``.
+
+    ``rescaled``: the output was rescaled by factors computed from its own norms (Muon+, NorMuon, S7.4/S7.5) and the
+    reference's factors were divided out (judges.muon.unscale). A factor is a norm of the whole output (or of a
+    row), so its error is the output's systematic error averaged, at most the floor, and it moves every response
+    p(ŝ) by that fraction: u·floor·|p(ŝ)| more. The floor follows the rows (:func:`ns_bias_floor`)."""
     s = np.asarray(shat, dtype=np.float64)
     h = 1e-6
     slope = np.abs(ns_map(s * (1 + h), b.rows) - ns_map(s * (1 - h), b.rows)) / (2 * h)  # = |ŝ·p'(ŝ)|
     coherent = NS_BIAS_COHERENT if b.unit_roundoff == NS_UNIT_ROUNDOFF else CLIP_TOTAL_RTOL / F32_U
-    return b.unit_roundoff * (coherent * slope + NS_BIAS_FLOOR)
+    floor = ns_bias_floor(b.rows)
+    extra = floor * np.abs(ns_map(s, b.rows)) if rescaled else 0.0
+    return b.unit_roundoff * (coherent * slope + floor + extra)
+
+
+def ns_direction_bound(shat: np.ndarray, b: NSBounds, *, rescaled: bool = False) -> np.ndarray:
+    """The direction bound at each direction's own ŝ: the derivation of ``ns_bounds``' direction bound, evaluated at
+    ŝ instead of maximised over it, u·max(worst_fused(ŝ), NS_DIRECTION_POINT_SIGMAS·NS_RMS_ROUNDING·rms_unfused(ŝ))
+    (strict: u·worst_fused(ŝ)), plus the bias allowance (the normalisation's coherent rounding and the systematic
+    floor, which the first-order model leaves out). Aggressive rows (Polar Express) amplify rounding by 500× near
+    some ŝ and hardly at all elsewhere; the sup-bound is then vacuous where the map is calm, this one is not. Every
+    judged direction is held to it, hundreds per case, so it admits 6σ of the seed's unfused arithmetic (3σ, as the
+    sup-bound has, was reached at 0.98 by the seed's own code on a golden DistMuon trajectory). ``rescaled``: the
+    bias allowance's term for a Muon+ / NorMuon output whose factors were divided out (:func:`ns_bias_allowance`)."""
+    s = np.asarray(shat, dtype=np.float64)
+    rows = tuple(b.rows)
+    fused = np.abs(ns_sensitivities(s, rows)).sum(1)
+    if b.unit_roundoff != NS_UNIT_ROUNDOFF:
+        model = fused
+    else:
+        unfused = np.sqrt((ns_sensitivities(s, rows, unfused=True) ** 2).sum(1))
+        model = np.maximum(fused, NS_DIRECTION_POINT_SIGMAS * NS_RMS_ROUNDING * unfused)
+    return b.unit_roundoff * model + ns_bias_allowance(s, b, rescaled=rescaled)
+
+
+NS_DIRECTION_POINT_SIGMAS = 6.0
+
+
+def ns_bias_floor(rows: Rows) -> float:
+    """NS_BIAS_FLOOR (measured on the seed's rows) scaled by how much more the rows in use amplify rounding:
+    × rms_unfused(rows) / rms_unfused(seed's five rows), never below NS_BIAS_FLOOR. Rounding's systematic part
+    goes through the same first-order sensitivities as its random part (ns_sensitivities); Polar Express's rows
+    amplify 8.8× more (575.6 against 65.4), and nanochat master's own unfused bf16 kernel showed a systematic
+    response error of 16u there (tests/conformance/test_wrong_targets.py, control_variant_nanochat-2026)."""
+    if not rows:
+        return NS_BIAS_FLOOR
+    return NS_BIAS_FLOOR * max(1.0, ns_factors(tuple(rows)).rms_unfused / NS_AMPLIFICATION_RMS_UNFUSED)
 #
 # MUON TRAJECTORY. With the same gradients fed to both, the momentum buffers agree to the parameter
 # dtype's rounding, so step k's update differs only by lr_k·scale·(O_impl − O_ref). When every direction
@@ -348,6 +389,22 @@ def muon_trajectory_bound(lrs, scale: float, ortho_ref_norms, param_norms, param
 #: >= 0.22, momentum dropped >= 0.33, a rank's own gradient instead of the mean >= 0.51. (A sum instead
 #: of a mean is invisible there — NS normalises — and is caught by the bitwise and buffer checks.)
 MUON_UPDATE_RTOL = 0.08  # also tests/impl/test_nanochat.py's Muon updates (16×16; measured max 0.018)
+
+#: Roundings in a decayed Muon step θ' = θ·(1 − η_d·λ) − η·s·D, float32: the factor (1 − η_d·λ), the product with θ,
+#: the subtraction of η·s·D. Recovering D = (θ − θ' − η_d·λ·θ)/(η·s) from float32 parameters carries them as
+#: |ΔD| <= roundings·u·|θ|/(η·s) per element; where D is 0 (an all-zero Newton–Schulz input) that is all D holds.
+MUON_DECAY_ROUNDINGS = 3
+
+
+def muon_decay_recovery_atol(theta: np.ndarray, *, lr: float, scale: float, decay_lr: float, weight_decay: float,
+                             unit_roundoff: float | None = None) -> float:
+    """MUON_DECAY_ROUNDINGS·u·max|θ|/(η·s): the rounding a Muon update recovered from weight-decayed float32
+    parameters may carry (0 without decay, where θ' − θ is the update alone); u: F32_U unless given."""
+    u = F32_U if unit_roundoff is None else unit_roundoff
+    if weight_decay == 0.0 or decay_lr == 0.0:
+        return 0.0
+    return MUON_DECAY_ROUNDINGS * u * float(np.max(np.abs(theta), initial=0.0)) / (lr * scale)
+
 # NS-SECTION-END
 
 # --- float32 family: AdamW, DistAdamW, SGD, clipping, schedules ----------------------------------

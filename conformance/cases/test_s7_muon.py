@@ -36,12 +36,12 @@ def _run(case, traj: Trajectory) -> None:
 @pytest.mark.clause("S7.2")
 @pytest.mark.parametrize("case_id", store.case_ids("S7.2"))
 def test_muon_golden(case, case_id):
-    case.require_golden_profile("S7.2")
-    _run(case, from_golden(store.load_case(case_id)))
+    _run(case, from_golden(case.golden("S7.2", case_id)))
 
 
 @pytest.mark.clause("S7.2")
-@pytest.mark.parametrize("regime", ["nanochat_ramp", "tiny_grads_1e-8", "nesterov_off_momentum0", "ns_steps1_tiny"])
+@pytest.mark.parametrize("regime", ["nanochat_ramp", "tiny_grads_1e-8", "nesterov_off_momentum0", "ns_steps1_tiny",
+                                    "graded_rows"])
 def test_muon_live(case, regime):
     """Fresh seeded 20-step trajectories on a 1:4, a 4:1 and a square matrix with scheduled lr and momentum."""
     rng, steps, n_iter = case.rng, 20, 19
@@ -58,22 +58,36 @@ def test_muon_live(case, regime):
         per_step=per_step,
         hyper=dict(lr=0.02, momentum=per_step[0]["momentum"], nesterov=regime != "nesterov_off_momentum0",
                    ns_steps=1 if regime == "ns_steps1_tiny" else 5),
-        grads=[[scale * rng.standard_normal(s) for s in shapes] for _ in range(steps)],
+        grads=[[scale * rng.standard_normal(s) * _row_scales(regime, s) for s in shapes] for _ in range(steps)],
     )
     _run(case, traj)
 
 
+def _row_scales(regime: str, shape: tuple[int, int]) -> np.ndarray:
+    """``graded_rows``: row norms spread over 1e-2 … 1e1 (some neurons get far larger gradients), where row
+    equilibration (MuonEq, S6.4) changes the Newton–Schulz input and a mistake in it shows; else all 1."""
+    if regime != "graded_rows":
+        return np.ones((shape[0], 1))
+    return np.logspace(-2, 1, shape[0])[:, None]
+
+
 @pytest.mark.clause("S7.2")
-@pytest.mark.parametrize("grad_norm", [1.0, 1e-8])
-def test_muon_live_large(case, grad_norm):
-    """Six steps on a 128×512 and a 512×128 parameter, gradients of Frobenius norm ``grad_norm`` per matrix."""
+@pytest.mark.parametrize("grad_norm,grading", [(1.0, "ordinary"), (1e-8, "ordinary"), (1.0, "graded_rows")])
+def test_muon_live_large(case, grad_norm, grading):
+    """Six steps on a 128×512 and a 512×128 parameter, gradients of Frobenius norm ``grad_norm`` per matrix (with
+    ``graded_rows``, row norms spread over 1e-2 … 1e1: the bias statistic then sees row equilibration, S6.4)."""
     rng, steps, shapes = case.rng, 6, [(128, 512), (512, 128)]
     per_step = [{"lr": 0.02, "momentum": muon_momentum(60 * t)} for t in range(steps)]
+
+    def grad(s):
+        g = rng.standard_normal(s) * _row_scales(grading, s)
+        return g * (grad_norm / np.linalg.norm(g))
+
     traj = Trajectory(
-        "Muon", f"live large ‖g‖={grad_norm:g}",
+        "Muon", f"live large ‖g‖={grad_norm:g} {grading}",
         params0=[rng.standard_normal(s) for s in shapes],
         per_step=per_step,
         hyper=dict(lr=0.02, momentum=per_step[0]["momentum"], nesterov=True, ns_steps=5),
-        grads=[[grad_norm / np.sqrt(np.prod(s)) * rng.standard_normal(s) for s in shapes] for _ in range(steps)],
+        grads=[[grad(s) for s in shapes] for _ in range(steps)],
     )
     _run(case, traj)

@@ -34,25 +34,38 @@ def matrix_norms(*arrays: np.ndarray) -> list[float]:
     return out
 
 
-def judge_ns(verdict: Verdict, actual, expected, G, b: T.NSBounds, *, case: str) -> dict:
+def judge_ns(verdict: Verdict, actual, expected, G, b: T.NSBounds, *, case: str, rescaled: bool = False,
+             zero_atol: float = 0.0) -> dict:
     """The family's checks of one output: direction, subspace, acted, spectral_max, the bias statistic (when at
     least 2·NS_BIAS_WINDOW directions are judged); zero in, zero out. A miss carries the kind of difference (all
-    zeros, a constant factor, another direction, NaN; a systematic shift of the response)."""
+    zeros, a constant factor, another direction, NaN; a systematic shift of the response).
+
+    ``rescaled``: ``actual`` is an output that Muon+ / NorMuon rescaled and ``judges.muon.unscale`` brought back;
+    the bias allowance grows by the factors' error (``tolerances.ns_bias_allowance``) and spectral_max is not
+    checked (the fitted factors move the largest singular value; the map's supremum does not bound it).
+    ``zero_atol``: what an all-zero input's output may hold (0 for a Newton–Schulz output; a Muon update recovered
+    from decayed parameters carries the decay's rounding, ``tolerances.muon_decay_recovery_atol``)."""
     e, shat, signed = ns_compare(actual, expected, G, threshold=T.NS_SUBSPACE_THRESHOLD, noise_ratio=b.noise_ratio)
     limits = {"direction": b.direction, "subspace": b.subspace, "acted": b.acted, "spectral_max": b.spectral_max}
+    if rescaled:
+        del limits["spectral_max"]
     missed = any(not e[k] <= v for k, v in limits.items())
     evidence = describe(compare(actual, expected)) if missed else ""
     for metric, bound in limits.items():
         verdict.check(metric, e[metric], bound, case=case, evidence=evidence)
+    if math.isfinite(e["acted"]) and shat.size and b.rows:
+        ratio = float(np.max(np.abs(signed) / T.ns_direction_bound(shat, b, rescaled=rescaled)))
+        verdict.check("direction at its ŝ", ratio, 1.0, case=case, evidence=evidence)
+        e["direction_at_shat"] = ratio
     if math.isfinite(e["acted"]) and shat.size >= 2 * T.NS_BIAS_WINDOW:
-        z = ns_bias(shat, signed, T.ns_bias_allowance(shat, b), window=T.NS_BIAS_WINDOW)
+        z = ns_bias(shat, signed, T.ns_bias_allowance(shat, b, rescaled=rescaled), window=T.NS_BIAS_WINDOW)
         verdict.check("bias", z["z"], T.NS_BIAS_Z, case=case, evidence=bias_evidence(z))
         e["bias"] = z["z"]
     g = to_float64(G)
     zero = np.all(g.reshape(-1, *g.shape[-2:]) == 0, axis=(1, 2))
     if zero.any():
         a = to_float64(actual).reshape(-1, *g.shape[-2:])[zero]
-        verdict.check("max |output| for an all-zero input", float(np.max(np.abs(a))), 0.0, case=case)
+        verdict.check("max |output| for an all-zero input", float(np.max(np.abs(a))), zero_atol, case=case)
     return e
 
 
