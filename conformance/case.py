@@ -23,6 +23,21 @@ from .stepping import Replayed, Trajectory, case_dtype, step_through
 from .target import Target
 
 
+def golden_dir(clause_id: str, values: Mapping[str, Any]) -> Any:
+    """The golden data folder whose ``clause_id`` cases were computed under the options ``values`` give that clause:
+    the default data when they are the defaults, else ``<data>/<profile>`` of the first profile with exactly these
+    options for the clause (None: no profile has them)."""
+    from optconform.golden import store
+
+    mine = O.clause_options(clause_id, values)
+    for name, p in O.PROFILES.items():
+        if O.clause_options(clause_id, p.values) == mine:
+            if O.clause_options(clause_id, O.option_defaults()) == mine:
+                return store.default_data_dir()
+            return store.default_data_dir().joinpath(name)
+    return None
+
+
 def target_options(target: Target, name: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """The options of ``values`` (every option's value) that differ from the defaults, under the names the
     target's ``name`` takes; {} unless the target declares (capability ``options``) that ``name`` takes them."""
@@ -62,16 +77,19 @@ class Case:
         when the target declares (capability ``options``) that ``name`` takes them."""
         return target_options(self.target, name, self.options)
 
-    def require_golden_profile(self, clause_id: str) -> None:
-        """Skip a golden case when this run's options for ``clause_id`` differ from the goldens' (the default
-        profile's): the goldens were generated for nanochat-2025-10 only."""
+    def golden(self, clause_id: str, case_id: str) -> Any:
+        """The golden case ``case_id`` as the profile whose ``clause_id`` options are this run's computed it
+        (``golden/data/<profile>/``, or the default's data); skips the case when no profile has these options."""
         __tracebackhide__ = True
-        defaults = O.clause_options(clause_id, O.option_defaults())
-        differ = {k: v for k, v in self.reference_options(clause_id).items() if v != defaults[k]}
-        if differ:
-            pytest.skip(f"no goldens for these options ({', '.join(f'{k}={v!r}' for k, v in differ.items())}; "
-                        f"profile {self.profile}): the goldens are generated for {O.DEFAULT_PROFILE} only; the live "
-                        "cases judge the variant")
+        from optconform.golden import store
+
+        where = golden_dir(clause_id, self.options)
+        if where is None:
+            defaults = O.clause_options(clause_id, O.option_defaults())
+            differ = {k: v for k, v in self.reference_options(clause_id).items() if v != defaults[k]}
+            pytest.skip(f"no goldens for these options ({', '.join(f'{k}={v!r}' for k, v in differ.items())}): "
+                        "goldens exist per profile (golden/data/<profile>/); the live cases judge the variant")
+        return store.load_case(case_id, where)
 
     def require(self, name: str) -> Any:
         """The target's ``name``; ends the case as not provided / unsupported / signature mismatch otherwise."""

@@ -21,7 +21,7 @@ from optconform.golden import store
 @pytest.mark.clause("S5.1")
 @pytest.mark.parametrize("case_id", store.case_ids("S5.1"))
 def test_clip_grad_norm_golden(case, case_id):
-    c = store.load_case(case_id)
+    c = case.golden("S5.1", case_id)
     n = len([k for k in c.inputs if k.startswith("grads.")])
     grads = [c.inputs[f"grads.{i}"] for i in range(n)]
     golden = [c.outputs[f"clipped.{i}"] for i in range(n)]

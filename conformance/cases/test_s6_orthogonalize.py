@@ -48,13 +48,12 @@ def _bounds(case, steps: int):
 @pytest.mark.clause("S6.2")
 @pytest.mark.parametrize("case_id", store.case_ids("S6.2"))
 def test_zeropower_golden(case, case_id):
-    case.require_golden_profile("S6.2")
-    c = store.load_case(case_id)
+    c = case.golden("S6.2", case_id)
     steps = int(c.hyper["steps"])
     given, y = _call(case, c.inputs["G"], steps)
     if y is None:
         return
-    b = bounds(steps, strict=case.strict)
+    b = _bounds(case, steps)
     judge_ns(case.verdict, y, c.outputs["X"], c.inputs["G"], b, case=case_id)
     judge_ns(case.verdict, y, _ref(case, given, steps), given, b, case=case_id + " (live, float32 input)")
 

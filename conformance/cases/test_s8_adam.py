@@ -23,8 +23,7 @@ def _judge(case, traj: Trajectory) -> None:
 @pytest.mark.clause("S8.2")
 @pytest.mark.parametrize("case_id", store.case_ids("S8.2"))
 def test_adamw_golden(case, case_id):
-    case.require_golden_profile("S8.2")
-    _judge(case, from_golden(store.load_case(case_id)))
+    _judge(case, from_golden(case.golden("S8.2", case_id)))
 
 
 @pytest.mark.clause("S8.2")

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from optconform import spec
-from optconform.conformance.case import Case, target_options, unsupported
+from optconform.conformance.case import Case, golden_dir, target_options, unsupported
 from optconform.conformance.distributed import run_all
 from optconform.conformance.judges import zero2 as Z
 from optconform.conformance.judges.float_family import adamw_step, adamw_variants, judge_float_family
@@ -48,9 +48,13 @@ WORLD_SIZES = (1, 2, 3, 4)
 CLAUSES = {"DistMuon": "S9.4", "DistAdamW": "S9.5"}
 
 
-def _golden(kind: str, world_size: int) -> Trajectory | None:
-    for cid in store.case_ids(CLAUSES[kind]):
-        c = store.load_case(cid)
+def _golden(kind: str, world_size: int, where) -> Trajectory | None:
+    """The golden trajectory of ``kind`` at ``world_size`` from the data folder ``where`` (None: no goldens for the
+    run's options)."""
+    if where is None:
+        return None
+    for cid in store.case_ids(CLAUSES[kind], where):
+        c = store.load_case(cid, where)
         if c.world_size == world_size:
             return from_golden(c)
     return None
@@ -112,9 +116,10 @@ def _shaped(kind: str, which: str, world_size: int, rng: np.random.Generator) ->
                       attrs=attrs)
 
 
-def _trajectories(kind: str, world_size: int, live_seed: int) -> dict[str, Trajectory]:
+def _trajectories(kind: str, world_size: int, live_seed: int, values: dict) -> dict[str, Trajectory]:
     rng = np.random.default_rng([live_seed, world_size, list(CLAUSES).index(kind)])
-    out = {"golden": _golden(kind, world_size), "live": _live(kind, world_size, rng)}
+    where = golden_dir(CLAUSES[kind], values)
+    out = {"golden": _golden(kind, world_size, where), "live": _live(kind, world_size, rng)}
     if kind == "DistAdamW":
         out["even"] = _live(kind, world_size, rng, even=True)
     for which in KINDS[kind]:
@@ -150,7 +155,7 @@ def dist_results(target, pytestconfig, live_seed):
             _, values = variant_values(pytestconfig, spec.clause(CLAUSES[kind]))
             extra = target_options(target, kind, values)  # the profile's options, where the target takes them
             trajs = {k: replace(t, hyper={**t.hyper, **extra}) for k, t in _trajectories(kind, world_size,
-                                                                                           live_seed).items()
+                                                                                           live_seed, values).items()
                      if _runnable(target, t) and _regime(kind, world_size, t).level == level}
             try:
                 records = run_all(target.spec, list(trajs.values()), world_size, device=option(pytestconfig, "device"),
@@ -171,11 +176,12 @@ def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int,
 
         if world_size > torch.cuda.device_count():
             pytest.skip(f"world size {world_size} needs {world_size} GPUs; {torch.cuda.device_count()} visible")
-    traj = _trajectories(kind, world_size, live_seed).get(which)
+    if which == "golden" and golden_dir(CLAUSES[kind], case.options) is None:
+        pytest.skip("no goldens for these options: goldens exist per profile (golden/data/<profile>/); the live "
+                    "cases judge the variant")
+    traj = _trajectories(kind, world_size, live_seed, case.options).get(which)
     if traj is None:
         pytest.skip(f"no {which} {kind} trajectory for world size {world_size}")
-    if which == "golden":
-        case.require_golden_profile(CLAUSES[kind])
     for values in traj.hyper_values():
         case.supports(kind, values)
     case.supports_dtype(case_dtype(traj.arrays(0), squares=kind == "DistAdamW"))

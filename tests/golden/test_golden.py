@@ -296,3 +296,82 @@ def test_another_format_version_is_refused(data_copy):
     (data_copy / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(GoldenIntegrityError, match="format_version"):
         load_manifest(data_copy)
+
+
+# ------------------------------------------------------------------------------------ per-profile goldens
+
+from optconform.spec import options as spec_options  # noqa: E402
+
+PROFILE_DIRS = {name: DATA / name for name in spec_options.PROFILES
+                if name != spec_options.DEFAULT_PROFILE and generate.profile_options(name)}
+
+
+def test_exactly_the_profiles_that_change_a_clause_have_a_folder():
+    on_disk = {p.name for p in DATA.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert on_disk == set(PROFILE_DIRS)
+    assert "torch-optim" in PROFILE_DIRS and "nanochat-2026" in PROFILE_DIRS  # clip_rule; Polar Express rows
+
+
+@pytest.mark.parametrize("name", sorted(PROFILE_DIRS))
+def test_a_profile_folder_records_its_profile_and_options_and_holds_only_those_clauses(name):
+    where = PROFILE_DIRS[name]
+    manifest = load_manifest(where)
+    options = generate.profile_options(name)
+    assert manifest["profile"] == name
+    assert manifest["options"] == json.loads(json.dumps(options))  # tuples are recorded as lists
+    assert {p.name for p in where.glob("*.npz")} == set(manifest["files"])
+    for fname, meta in manifest["files"].items():
+        assert sha256_file(where / fname) == meta["sha256"], f"{name}/{fname}"
+    default_ids = set(CASES)
+    for rec in manifest["cases"]:
+        assert rec["id"] in default_ids, f"{name}: {rec['id']} is not a default case"
+        assert rec["clause"] in options, f"{name}: {rec['id']} belongs to {rec['clause']}, whose options are defaults"
+    assert {r["clause"] for r in manifest["cases"]} == set(options)
+
+
+@pytest.mark.parametrize("name", sorted(PROFILE_DIRS))
+def test_a_profile_case_has_the_default_inputs_and_its_own_outputs(name):
+    """Same ids, same inputs (the options are not inputs); per clause at least one case whose outputs differ from the
+    default profile's: the generator really bound the reference to the profile's options."""
+    manifest = load_manifest(PROFILE_DIRS[name])
+    moved: dict[str, bool] = {}
+    for rec in manifest["cases"]:
+        mine, base = load_case(rec["id"], PROFILE_DIRS[name]), load_case(rec["id"], DATA)
+        assert mine.inputs.keys() == base.inputs.keys()
+        for k in base.inputs:
+            np.testing.assert_array_equal(mine.inputs[k], base.inputs[k], err_msg=f"{name} {rec['id']} {k}")
+        differs = any(not np.array_equal(mine.outputs[k], base.outputs[k]) for k in base.outputs)
+        moved[rec["clause"]] = moved.get(rec["clause"], False) or differs
+    assert all(moved.values()), f"{name}: no case of {[c for c, m in moved.items() if not m]} differs from the default"
+
+
+@pytest.mark.parametrize("name", sorted(PROFILE_DIRS))
+def test_a_profile_folder_regenerates(name):
+    problems = generate.check(PROFILE_DIRS[name], profile=name)
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", sorted(spec_options.PROFILES))
+def test_the_suite_finds_each_profiles_goldens(name):
+    """conformance.case.golden_dir: for every clause with goldens, a profile's options lead to the default data when
+    they are the defaults for that clause, else to that profile's folder (or another profile's with the same options),
+    which holds the clause's cases."""
+    from optconform.conformance.case import golden_dir
+
+    values = spec_options.resolve(name)
+    for cid in generate.PROFILE_FUNCTIONS:
+        where = Path(str(golden_dir(cid, values)))
+        if cid not in generate.profile_options(name):
+            assert where == DATA, (name, cid)
+        else:
+            held = load_manifest(where)
+            assert held["options"][cid] == json.loads(json.dumps(generate.profile_options(name)[cid])), (name, cid)
+            assert case_ids(cid, where), (name, cid, where)
+
+
+def test_options_without_a_profile_have_no_goldens():
+    from optconform.conformance.case import golden_dir
+
+    values = spec_options.resolve(spec_options.DEFAULT_PROFILE, {"muon_plus": True})
+    assert golden_dir("S7.2", values) is None
+    assert Path(str(golden_dir("S8.2", values))) == DATA
