@@ -59,3 +59,17 @@ def test_the_plugin_prints_the_diagnosis_and_judges_under_it(tmp_path):
     table = {r["clause"]: r for r in rep["summary"]}
     assert table["S7.2"]["levels"]["core"]["failed"] == 0 and table["S7.2"]["levels"]["core"]["cases"] > 0
     assert table["S8.2"]["levels"]["core"]["failed"] == 0 and table["S8.2"]["levels"]["core"]["cases"] > 0
+    muon = next(d for d in rep["diagnoses"] if d["name"] == "Muon")
+    assert muon["confirmation"].startswith("confirmed"), muon  # the cases that ran under it passed core
+    assert "-> confirmed" in rep["output"]
+
+
+def test_a_diagnosis_the_cases_refute_is_not_confirmed(tmp_path):
+    """A mistake inside nanochat-2026 that the probes' size bound (2.25 with Polar Express rows) cannot tell from the
+    variant: the diagnosis names the variant, the cases under it fail core, and the confirmation says so."""
+    rep = run_suite("wrong_targets:variant_nanochat-2026_muon_plus_max", tmp_path, "--diagnose",
+                    select="muon and not dist")
+    muon = next(d for d in rep["diagnoses"] if d["name"] == "Muon")
+    assert muon["confirmation"].startswith("not confirmed: S7.2 FAIL at core"), muon
+    assert "a likely bug" in muon["confirmation"]
+

@@ -29,8 +29,8 @@ def report(tmp_path_factory):
     def get(name: str) -> dict:
         b = BATCH[name]
         if b not in done:
-            jobs = {n: dict(target=f"wrong_targets:{n}", select=e.select, world_sizes=e.world_sizes)
-                    for n, e in ENTRIES.items() if BATCH[n] == b}
+            jobs = {n: dict(target=f"wrong_targets:{n}", select=e.select, world_sizes=e.world_sizes,
+                            args=("--profile", e.profile)) for n, e in ENTRIES.items() if BATCH[n] == b}
             done[b] = run_many(jobs, tmp_path_factory.mktemp(f"catalog{b}"))
         return done[b][name]
 

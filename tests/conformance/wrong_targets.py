@@ -69,9 +69,9 @@ def make_clip(mistake: str | None = None):
             for g, n in zip(grads, norms, strict=True):
                 if n > max_norm:
                     g.mul_(max_norm / n)
-        elif mistake == "torch_eps":
+        elif mistake in ("torch_eps", "torch_no_clamp"):  # torch's rule; the second forgets its clamp(max=1)
             coef = max_norm / (total + 1e-6)
-            if coef < 1:
+            if coef < 1 or mistake == "torch_no_clamp":
                 for g in grads:
                     g.mul_(coef)
         elif total > max_norm:
@@ -204,6 +204,118 @@ def make_muon(mistake: str | None = None):
                         p.mul_(1 - group["lr"] * 0.1)
                     ratio = cols / rows if mistake == "aspect_inverted" else rows / cols
                     p.add_(o.to(p.dtype), alpha=-group["lr"] * max(1, ratio) ** 0.5)
+
+    return Muon
+
+
+def make_variant_muon(profile: str, mistake: str | None = None):
+    """A profile's Muon written out independently (float32 state, bf16 Newton–Schulz), with one realistic slip in
+    the code of one variant option; ``mistake=None`` is the control, which must pass under ``--profile profile``.
+
+    ``pe_rows_reversed`` (Polar Express rows iterated last to first), ``clamp_plus_eps`` (max(‖X‖, eps) + eps),
+    ``safety_divides`` (‖X‖/1.01 instead of 1.01·‖X‖: NOT in the catalog, no case separates it, see README),
+    ``sum_lerp_nesterov`` (a summed buffer blended by lerp, as if it were an average), ``optax_bias_t`` (both
+    Nesterov terms corrected with 1 − βᵗ), ``muoneq_columns`` (columns equilibrated instead of rows),
+    ``muon_plus_max`` (√max(m, n) instead of √min), ``normuon_no_renorm`` (NorMuon's scaling without the
+    renormalisation to ‖O‖_F), ``rms_scale_min`` (0.2·√min(A, B)), ``decay_adjusted_lr``
+    (torch's decay with lr × the shape factor), ``cautious_from_grad`` (the mask from the gradient, not the update),
+    ``wd_adamw_default`` (AdamW's default decay instead of torch.optim.Muon's 0.1)."""
+    from optconform.spec import NS_ROWS
+    from optconform.spec import options as O
+
+    o = O.resolve(profile)
+
+    def norm(x, dim):  # overflow-safe (x / max|x|, then scaled back), as a hardened kernel has it
+        m = x.abs().amax(dim=dim, keepdim=True).clamp(min=torch.finfo(x.dtype).tiny)
+        return m * (x / m).norm(dim=dim, keepdim=True)
+
+    def ns(u, steps):
+        X = u.float()
+        if X.size(-2) > X.size(-1):
+            X = X.mT
+        n = norm(X, (-2, -1))
+        if o["normalisation"] == "clamp":
+            X = X / (n.clamp(min=o["ns_eps"]) + (o["ns_eps"] if mistake == "clamp_plus_eps" else 0.0))
+        else:
+            safety = 1 / o["safety"] if mistake == "safety_divides" else o["safety"]
+            X = X / (safety * n + o["ns_eps"])
+        X = X.bfloat16()
+        if o["rows"] is None:
+            rows = [NS_COEFFICIENTS] * steps
+        else:
+            named = list(NS_ROWS[o["rows"]])
+            named = named[::-1] if mistake == "pe_rows_reversed" else named
+            rows = named[:steps] if o["row_cut"] == "truncate" else [named[min(k, len(named) - 1)]
+                                                                     for k in range(steps)]
+        for a, b, c in rows:
+            A = X @ X.mT
+            B = b * A + c * A @ A
+            X = a * X + B @ X
+        if u.size(-2) > u.size(-1):
+            X = X.mT
+        return X.float()
+
+    class Muon(torch.optim.Optimizer):
+        def __init__(self, params, *, lr, momentum, nesterov, ns_steps):
+            super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps))
+
+        @torch.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                beta, lr = group["momentum"], group["lr"]
+                for p in group["params"]:
+                    g = p.grad.float()
+                    st = self.state[p]
+                    buf = st.setdefault("momentum_buffer", torch.zeros_like(g))
+                    form = o["momentum_form"]
+                    if form == "sum":
+                        buf.mul_(beta).add_(g)
+                        u = (g.lerp(buf, beta) if mistake == "sum_lerp_nesterov" else g + beta * buf) \
+                            if group["nesterov"] else buf
+                    elif form == "bias_corrected":
+                        t = st["step"] = st.get("step", 0) + 1
+                        buf.mul_(beta).add_(g, alpha=1 - beta)
+                        t1 = t if mistake == "optax_bias_t" else t + 1
+                        u = beta * buf / (1 - beta**t1) + (1 - beta) * g / (1 - beta**t) if group["nesterov"] \
+                            else buf / (1 - beta**t)
+                    else:
+                        buf.lerp_(g, 1 - beta)
+                        u = g.lerp(buf, beta) if group["nesterov"] else buf.clone()
+                    rows, cols = p.size(-2), p.size(-1)
+                    if o["muoneq"]:
+                        dim = -2 if mistake == "muoneq_columns" else -1
+                        count = cols if mistake == "muoneq_columns" else rows
+                        target = norm(u, (-2, -1)) / count**0.5
+                        u = u * (target / norm(u, dim).clamp(min=1e-6))
+                    d = ns(u, group["ns_steps"])
+                    if o["muon_plus"]:
+                        k = max(rows, cols) if mistake == "muon_plus_max" else min(rows, cols)
+                        d = d * (k**0.5 / d.norm(dim=(-2, -1), keepdim=True).clamp(min=1e-6))
+                    if o["normuon_beta2"] is not None:
+                        red = -1 if rows >= cols else -2
+                        q = d.square().mean(dim=red, keepdim=True)
+                        v = st.setdefault("second_momentum_buffer", torch.zeros_like(q))
+                        v.lerp_(q, 1 - o["normuon_beta2"])
+                        s = d * v.clamp(min=1e-10).rsqrt()
+                        if mistake == "normuon_no_renorm":
+                            d = s
+                        else:
+                            d = s * (d.norm(dim=(-2, -1), keepdim=True)
+                                     / s.norm(dim=(-2, -1), keepdim=True).clamp(min=1e-10))
+                    if o["lr_scale"] == "match_rms_adamw":
+                        scale = 0.2 * (min(rows, cols) if mistake == "rms_scale_min" else max(rows, cols)) ** 0.5
+                    else:
+                        scale = max(1.0, rows / cols) ** 0.5
+                    wd = 0.01 if mistake == "wd_adamw_default" else o["weight_decay"]
+                    if wd:
+                        adjusted = o["weight_decay_lr"] == "adjusted" or mistake == "decay_adjusted_lr"
+                        eta = lr * (scale if adjusted else 1.0)
+                        if o["weight_decay_mode"] == "cautious":
+                            mask = ((p.grad if mistake == "cautious_from_grad" else d) * p >= 0).float()
+                        else:
+                            mask = 1.0
+                        p.sub_(eta * wd * p * mask)
+                    p.add_(d.to(p.dtype), alpha=-lr * scale)
 
     return Muon
 
@@ -356,6 +468,8 @@ class Entry(NamedTuple):
     #: the worst check of its clause at its level must exceed its tolerance by this factor: a mistake or a known
     #: variant is rejected by a margin, never by luck near the bound
     margin: float = 3.0
+    #: the spec profile it is judged under (--profile): the variant whose option the mistake breaks
+    profile: str = "nanochat-2025-10"
 
 
 _W2 = "2"
@@ -423,6 +537,37 @@ def make_compiled_zeropower():
     return zeropower
 
 
+#: one realistic slip per variant option, each judged under the profile where that option is on (SPEC "Variant
+#: options and profiles"); the option it breaks -> (profile, mistake, clause, -k selection)
+_OPTION_MISTAKES = {
+    "rows": ("nanochat-2026", "pe_rows_reversed"),
+    "normalisation": ("torch-optim", "clamp_plus_eps"),
+    "momentum_form": ("moonlight", "sum_lerp_nesterov"),
+    "momentum_form (optax)": ("optax", "optax_bias_t"),
+    "muoneq": ("nanochat-2026", "muoneq_columns"),
+    "muon_plus": ("nanochat-2026", "muon_plus_max"),
+    "normuon_beta2": ("nanochat-2026", "normuon_no_renorm"),
+    "lr_scale": ("moonlight", "rms_scale_min"),
+    "weight_decay": ("torch-optim", "wd_adamw_default"),
+    "weight_decay_lr": ("torch-optim", "decay_adjusted_lr"),
+    "weight_decay_mode": ("nanochat-2026", "cautious_from_grad"),
+}
+CATALOG.update({
+    f"variant_{profile}_{mistake}": Entry("S7.2", "core", "test_muon", "", _target(
+        Muon=make_variant_muon(profile, mistake)), profile=profile)
+    for profile, mistake in _OPTION_MISTAKES.values()})
+CATALOG.update({
+    # eps_placement: ε before bias correction without the √(1 − β₂ᵗ) step factor (Moonlight's form, half written)
+    "variant_moonlight_adamw_eps_before_without_sqrt_bc2": Entry("S8.2", "core", "adamw", "", _target(
+        AdamW=make_adamw("no_bias_correction_v")), profile="moonlight"),
+    # param_muls: torch.optim ignores p.lr_mul and p.wd_mul; this one still reads wd_mul
+    "variant_torch-optim_adamw_reads_wd_mul": Entry("S8.2", "core", "adamw", "", _target(
+        AdamW=make_adamw("ignores_lr_mul")), profile="torch-optim"),
+    # clip_rule: torch's max_norm/(total + 1e-6) without its clamp at 1 (scales small gradients up)
+    "variant_torch-optim_clip_no_clamp": Entry("S5.1", "core", "clip_grad_norm", "", _target(
+        clip_grad_norm=make_clip("torch_no_clamp")), profile="torch-optim"),
+})
+
 #: The switch-free version of every family: must PASS the same cases at every level (so a rejection above is
 #: the mistake's).
 CONTROLS: dict[str, Entry] = {
@@ -435,6 +580,10 @@ CONTROLS: dict[str, Entry] = {
     "control_adamw": Entry("S8.2", "core", "adamw", "", _target(AdamW=make_adamw())),
     "control_compiled_zeropower": Entry("S6.2", "core", "zeropower_golden", "", _target(
         zeropower=make_compiled_zeropower())),
+    **{f"control_variant_{p}": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_variant_muon(p)), profile=p)
+       for p in sorted({p for p, _ in _OPTION_MISTAKES.values()})},
+    "control_torch-optim_clip": Entry("S5.1", "core", "clip_grad_norm", "", _target(
+        clip_grad_norm=make_clip("torch_eps")), profile="torch-optim"),
 }
 
 globals().update({name: entry.target for name, entry in {**CATALOG, **CONTROLS}.items()})
