@@ -1,6 +1,6 @@
 """Entry point: ``python -m bench.run [--quick] [--out PATH.json] [--markdown PATH.md] [--only IDS]``.
 
-Runs the five figures of BENCHMARKS.md (see the modules named after them) with one of three presets:
+Runs the six figures of BENCHMARKS.md (see the modules named after them) with one of three presets:
 full (default, ~5–10 min on 2 cores), ``--quick`` (< 1 min) and ``--smoke`` (seconds; used by
 tests/test_bench.py, the numbers mean nothing). Run from the repository root; ``optconform`` is imported
 from the installed package (or PYTHONPATH).
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from . import distributed, memory, optimizers, zeropower
+from . import distributed, memory, optimizers, suite, zeropower
 from .report import to_markdown
 from .timing import load_average, machine
 
@@ -32,6 +32,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "adamw_step": dict(d_model=768, vocab=65536, repeats=7, warmup=2),
         "dist_muon": dict(d_model=768, depth=12, repeats=3, warmup=1, rounds=1),
         "state_bytes": dict(d_model=768, depth=12, vocab=65536, worlds=[2, 4]),
+        "suite": dict(),
     },
     "quick": {
         "zeropower": dict(shapes=[(768, 768), (768, 3072)], repeats=3, warmup=1, compile=False),
@@ -39,6 +40,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "adamw_step": dict(d_model=768, vocab=8192, repeats=5, warmup=1),
         "dist_muon": dict(d_model=768, depth=2, repeats=2, warmup=1, rounds=1),
         "state_bytes": dict(d_model=768, depth=2, vocab=8192, worlds=[2, 4]),
+        "suite": dict(select=["--world-sizes", "1,2", "-k", "not large"]),
     },
     "smoke": {
         "zeropower": dict(shapes=[(32, 32), (32, 64)], repeats=2, warmup=1, compile=False),
@@ -46,6 +48,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "adamw_step": dict(d_model=32, vocab=64, repeats=2, warmup=1),
         "dist_muon": dict(d_model=32, depth=1, repeats=2, warmup=1, rounds=1, timeout_s=120.0),
         "state_bytes": dict(d_model=32, depth=1, vocab=64, worlds=[2], timeout_s=120.0),
+        "suite": dict(select=["--world-sizes", "", "-k", "step_decay or clip_grad_norm_golden"], timeout_s=300.0),
     },
 }
 
@@ -55,6 +58,7 @@ FIGURES: dict[str, Callable[..., dict[str, Any]]] = {
     "adamw_step": optimizers.run_adamw,
     "dist_muon": distributed.run,
     "state_bytes": memory.run,
+    "suite": suite.run,
 }
 
 
@@ -66,6 +70,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", metavar="PATH.json", help="write all results (with raw times) as JSON")
     ap.add_argument("--markdown", metavar="PATH.md", help="write the report as markdown (BENCHMARKS.md)")
     ap.add_argument("--only", metavar="IDS", help=f"comma-separated subset of {','.join(FIGURES)}")
+    ap.add_argument("--merge", metavar="PATH.json",
+                    help="an earlier --out: its figures are kept, those run now replace theirs (each figure keeps "
+                         "the command and date it was measured with)")
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads for figures 1-3 (default 1: stable on a shared 2-core machine)")
     args = ap.parse_args(argv)
@@ -88,6 +95,15 @@ def _load_note(start: list[float], end: list[float], cores: int) -> str:
     return "The machine was otherwise quiet."
 
 
+def _merged(path: str, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The figures of the earlier results at ``path``, those in ``new`` replaced, in FIGURES order."""
+    with open(path) as fh:
+        old = json.load(fh)
+    figs = {f["id"]: {"command": old["command"], "date_utc": old["machine"]["date_utc"], **f} for f in old["figures"]}
+    figs.update({f["id"]: f for f in new})
+    return [figs[fid] for fid in FIGURES if fid in figs]
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the selected figures; write ``--out``/``--markdown``; return the results dict."""
     args = _parse(argv)
@@ -105,11 +121,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             torch.set_num_threads(args.threads)
             print(f"[bench] {fid} ({preset}) ...", file=sys.stderr, flush=True)
             fig = FIGURES[fid](**kwargs)
+            fig.update(command=results["command"], date_utc=info["date_utc"])
             print(f"[bench] {fid}: {fig['seconds']:.1f} s — {fig['reading']}", file=sys.stderr, flush=True)
             results["figures"].append(fig)
     finally:
         torch.set_num_threads(old_threads)
     results["seconds"] = time.perf_counter() - t0
+    if args.merge:
+        results["figures"] = _merged(args.merge, results["figures"])
     results["load_average_end"] = load_average()
     results["load_note"] = _load_note(info["load_average_start"], results["load_average_end"], info["cores"])
     if args.out:

@@ -94,3 +94,25 @@ def test_bad_arguments_are_rejected():
         bench_run.main(["--only", "nonsense"])
     with pytest.raises(SystemExit):
         bench_run.main(["--quick", "--smoke"])
+
+
+def test_the_suite_figure_times_each_run_against_its_budget(smoke):
+    rows = {f["id"]: f for f in smoke[0]["figures"]}["suite"]["rows"]
+    assert [r["budget_s"] for r in rows] == [60.0, 180.0, 180.0]
+    for r in rows:
+        assert _positive(r["test_s"]) and _positive(r["wall_s"]) and r["within"] in ("yes", "NO"), r
+        assert "passed" in r["outcome"], r
+    assert rows[0]["probes_s"] is None and all(_positive(r["probes_s"]) for r in rows[1:])
+
+
+def test_merge_keeps_the_figures_not_rerun_with_their_own_command(smoke, tmp_path):
+    results, _, _ = smoke
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(results, default=str))
+    md = tmp_path / "merged.md"
+    merged = bench_run.main(["--smoke", "--only", "adamw_step", "--merge", str(old), "--markdown", str(md)])
+    assert [f["id"] for f in merged["figures"]] == list(bench_run.FIGURES)
+    figs = {f["id"]: f for f in merged["figures"]}
+    assert "--merge" in figs["adamw_step"]["command"] and "--merge" not in figs["zeropower"]["command"]
+    text = md.read_text()
+    assert "kept from earlier runs" in text and text.count("## Figure") == len(bench_run.FIGURES)
