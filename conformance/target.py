@@ -9,6 +9,12 @@ looks up the names of the target protocol (``optconform.spec.PROTOCOL``); for ea
 * otherwise the object itself.
 
 A malformed capability declaration is refused when the target is loaded (``TargetError``, naming the key).
+
+A target whose declaration says ``"protocol": "functional"`` (pure NumPy array functions such as
+``muon_update(param, grad, state, *, lr, ...)``; ``optconform.conformance.functional``) is wrapped into the torch
+protocol here, so every case runs on it unchanged: ``--target my.jax_module`` just works. Its signature
+mismatches are reported against the functional signatures. The distributed names (``DistMuon``, ``DistAdamW``)
+are torch-only: a functional target does not provide them (*not provided*).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Target:
     spec: str
     obj: Any
     capabilities: Capabilities = field(default_factory=Capabilities)
+    functional: Any = None  # the functional target ``obj`` wraps (capability "protocol": "functional"), else None
 
     def get(self, name: str) -> Any | None:
         """The protocol attribute ``name``, or None when the target does not provide it."""
@@ -57,7 +64,20 @@ class Target:
             return "unsupported", f"{name}: {reason}"
         obj = self.get(name)
         if obj is None:
+            if self.functional is not None:
+                from .functional import TORCH_ONLY, functional_names
+
+                if name in TORCH_ONLY:
+                    return "not provided", (f"target {self.spec} is functional (capability protocol='functional'); "
+                                            f"{name} is torch-only (torch.distributed)")
+                return "not provided", f"target {self.spec} (functional) has no attribute {functional_names(name)[0]!r}"
             return "not provided", f"target {self.spec} has no attribute {name!r}"
+        if self.functional is not None:
+            from .functional import mismatch
+
+            problem = mismatch(self.functional, name)
+            if problem is not None:
+                return "signature mismatch", problem
         mismatch = spec.PROTOCOL[name].mismatch(obj)
         if mismatch is not None:
             return "signature mismatch", mismatch
@@ -84,4 +104,8 @@ def load_target(spec_text: str | None = None) -> Target:
         caps = Capabilities.declared_by(obj, PROTOCOL_KEYWORDS)
     except CapabilityError as exc:
         raise TargetError(f"target {spec_text!r}: {exc}") from exc
+    if caps.protocol == "functional":
+        from .functional import as_torch_target
+
+        return Target(spec=spec_text, obj=as_torch_target(obj), capabilities=caps, functional=obj)
     return Target(spec=spec_text, obj=obj, capabilities=caps)

@@ -16,6 +16,7 @@ its own column, never passed and never failed):
            "dtypes": ["float32"],                                    # parameter dtypes (float32, float64)
            "profile": "torch-optim",                                 # the spec profile it computes (SPEC, "Profiles")
            "options": ["Muon", "AdamW"],                             # names that take a profile's options as keywords
+           "protocol": "torch",                                      # or "functional" (below)
        }
 
 2. **An exception**: a constructor, ``step`` or function may raise :class:`Unsupported` (from
@@ -24,6 +25,13 @@ its own column, never passed and never failed):
 
 A name declared unsupported differs from a missing name (reported *not provided*) only in carrying the
 target's reason.
+
+``"protocol"`` says which protocol the target's names follow: ``"torch"`` (the default: torch tensors and
+``torch.optim.Optimizer`` factories, ``optconform.spec.protocol``) or ``"functional"`` (pure NumPy array
+functions such as ``muon_update(param, grad, state, *, lr, ...)``, ``optconform.conformance.functional``), which
+the suite wraps into the torch protocol when it loads the target. A functional target may name its update
+functions in selectors (``"muon_update.nesterov=False"``, ``"options": ["adamw_update"]``); they are read as the
+protocol names they map onto (:data:`FUNCTIONAL_ALIASES`). Any other ``"protocol"`` value is refused.
 """
 
 from __future__ import annotations
@@ -33,12 +41,18 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ATTRIBUTE", "DTYPES", "Unsupported", "CapabilityError", "Capabilities"]
+__all__ = ["ATTRIBUTE", "DTYPES", "PROTOCOLS", "FUNCTIONAL_ALIASES", "Unsupported", "CapabilityError",
+           "Capabilities"]
 
 #: The attribute the suite reads from a target.
 ATTRIBUTE = "optconform_capabilities"
 #: The parameter dtypes a case can need (``float64`` where values, or Adam's squares, leave float32's range).
 DTYPES = ("float32", "float64")
+#: The protocols a target's names can follow (capability key ``"protocol"``; the first is the default).
+PROTOCOLS = ("torch", "functional")
+#: A functional target's update functions -> the protocol names they provide (for its capability selectors).
+FUNCTIONAL_ALIASES = {"sgd_update": "SGD", "muon_update": "Muon", "adamw_update": "AdamW"}
+_KEYS = ("unsupported", "world_sizes", "dtypes", "profile", "options", "protocol")
 
 
 def _clause_of(name: str) -> str | None:
@@ -83,6 +97,7 @@ class Capabilities:
     dtypes: frozenset[str] | None = None
     profile: str | None = None  # the spec profile the target computes (None: the default, or --profile)
     options: frozenset[str] = frozenset()  # protocol names that accept the profile's variant options as keywords
+    protocol: str = PROTOCOLS[0]  # "torch", or "functional": NumPy array functions the suite wraps (see above)
 
     @classmethod
     def declared_by(cls, obj: Any, protocol_keywords: Mapping[str, Collection[str]]) -> Capabilities:
@@ -93,28 +108,41 @@ class Capabilities:
             return cls()
         if isinstance(raw, Capabilities):
             raw = {"unsupported": raw.unsupported, "world_sizes": raw.world_sizes, "dtypes": raw.dtypes,
-                   "profile": raw.profile, "options": raw.options}
+                   "profile": raw.profile, "options": raw.options, "protocol": raw.protocol}
         if not isinstance(raw, Mapping):
             raise CapabilityError(f"{ATTRIBUTE} must be a dict or Capabilities; got {type(raw).__name__}")
-        extra = set(raw) - {"unsupported", "world_sizes", "dtypes", "profile", "options"}
+        extra = set(raw) - set(_KEYS)
         if extra:
-            raise CapabilityError(f"{ATTRIBUTE} has unknown keys {sorted(extra)}; allowed: unsupported, world_sizes, "
-                                  "dtypes, profile, options")
+            raise CapabilityError(f"{ATTRIBUTE} has unknown keys {sorted(extra)}; allowed: {', '.join(_KEYS)}")
+        protocol = raw.get("protocol")
+        protocol = PROTOCOLS[0] if protocol is None else protocol
+        if not isinstance(protocol, str) or protocol not in PROTOCOLS:
+            raise CapabilityError(
+                f"{ATTRIBUTE}['protocol'] must be one of {', '.join(repr(p) for p in PROTOCOLS)} ('torch': torch "
+                "tensors and torch.optim-style optimizers; 'functional': NumPy array functions such as "
+                "muon_update(param, grad, state, *, lr, ...), see optconform.conformance.functional); "
+                f"got {protocol!r}")
+        alias = FUNCTIONAL_ALIASES if protocol == "functional" else {}
         from .options import OPTION_CLAUSES, PROFILES
 
         profile = raw.get("profile")
         if profile is not None and profile not in PROFILES:
             raise CapabilityError(f"{ATTRIBUTE}['profile'] must be one of {', '.join(PROFILES)}; got {profile!r}")
         takes = raw.get("options") or ()
+        if not isinstance(takes, (str, bytes)):
+            takes = [alias.get(t, t) if isinstance(t, str) else t for t in takes]
         with_options = {name for name in protocol_keywords if _clause_of(name) in OPTION_CLAUSES}
         if isinstance(takes, (str, bytes)) or not set(takes) <= with_options:
             raise CapabilityError(f"{ATTRIBUTE}['options'] must be a list drawn from {sorted(with_options)} (the "
                                   f"protocol names that have variant options); got {takes!r}")
-        unsupported = dict(raw.get("unsupported") or {})
-        for selector, reason in unsupported.items():
+        unsupported = {}
+        for selector, reason in dict(raw.get("unsupported") or {}).items():
             if not isinstance(selector, str) or not isinstance(reason, str) or not reason.strip():
                 raise CapabilityError(f"{ATTRIBUTE}['unsupported'] must map selector strings to non-empty reasons; "
                                       f"got {selector!r}: {reason!r}")
+            head, dot, tail = selector.partition(".")
+            unsupported[alias.get(head, head) + dot + tail] = reason
+        for selector in unsupported:
             name, _, rest = selector.partition(".")
             if name not in protocol_keywords:
                 raise CapabilityError(f"{ATTRIBUTE}['unsupported'][{selector!r}]: {name!r} is not a protocol name "
@@ -139,7 +167,7 @@ class Capabilities:
                 raise CapabilityError(f"{ATTRIBUTE}['dtypes'] must be a list drawn from {list(DTYPES)}; got {dtypes!r}")
             dtypes = frozenset(dtypes)
         return cls(unsupported=unsupported, world_sizes=world_sizes, dtypes=dtypes, profile=profile,
-                   options=frozenset(takes))
+                   options=frozenset(takes), protocol=protocol)
 
     def name_reason(self, name: str) -> str | None:
         """The target's reason when ``name`` as a whole is declared unsupported."""

@@ -18,7 +18,8 @@ from . import CLAUSES, PROTOCOL
 from .hyper import Hyper
 from .levels import LEVEL_DOCS, LEVELS
 
-__all__ = ["BLOCKS", "render_clause_index", "render_protocol", "render_levels", "sync", "stale_blocks", "main"]
+__all__ = ["BLOCKS", "render_clause_index", "render_protocol", "render_functional_protocol", "render_levels", "sync",
+           "stale_blocks", "main"]
 
 
 def _hyper_cell(h: Hyper) -> str:
@@ -78,8 +79,16 @@ def render_profiles() -> str:
     return "\n".join(rows)
 
 
+def render_functional_protocol() -> str:
+    """The functional (framework-neutral) protocol block: NumPy functions the suite wraps into the torch protocol."""
+    from optconform.conformance.functional import protocol_block
+
+    return "```\n" + protocol_block() + "\n```"
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "profiles": render_profiles,
+    "functional-protocol": render_functional_protocol,
     "clause-index": render_clause_index,
     "protocol": render_protocol,
     "levels": render_levels,
