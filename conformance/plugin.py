@@ -8,7 +8,8 @@ conftest already owns one of the short names, that option is available as ``--op
 (every option always has that long form).
 
 When active it gathers every case's verdict (per check: clause, level, metric, value, tolerance), prints
-the per-clause table with one verdict per level, writes ``--report-json`` / ``--report-md`` and decides,
+the per-clause table with one verdict per level, writes ``--report-json`` / ``--report-md`` / ``--report-html``
+(plots: :mod:`.html_report`) and decides,
 through ``--require``, which levels fail the run. A target's exception counts at the case's level;
 ``optconform.spec.Unsupported`` makes the case *unsupported*. The fixtures the cases use live in
 ``optconform/conformance/cases/conftest.py``.
@@ -34,7 +35,7 @@ from optconform.spec import Unsupported
 from optconform.spec import options as spec_options
 from optconform.spec.levels import LEVELS, parse_levels
 
-from .report import PROPERTY_KEY, UNSUPPORTED_PREFIX, CaseRecord, Report, Verdict, VerdictFailure
+from .report import PLOTS_KEY, PROPERTY_KEY, UNSUPPORTED_PREFIX, CaseRecord, Report, Verdict, VerdictFailure
 from .stepping import relax_recompile_limits
 from .target import DEFAULT_TARGET, ENV_VAR, Target, TargetError, load_target
 
@@ -47,7 +48,7 @@ _CLASHES = pytest.StashKey[list]()
 _NOTES = pytest.StashKey[list]()
 _TARGET = pytest.StashKey[Target]()
 _VARIANT = pytest.StashKey[dict]()
-_REPORT_OPTIONS = ("--report-json", "--report-md")
+_REPORT_OPTIONS = ("--report-json", "--report-md", "--report-html")
 
 #: name -> (dest, argparse keyword arguments); each is registered as --<name> (when free) and --optconform-<name>
 OPTIONS: dict[str, dict[str, Any]] = {
@@ -80,7 +81,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
                      help="probe the target first, name the variant it computes (nearest profile and the options "
                           "that differ), then judge every case under the diagnosed options"),
     "report-json": dict(default=None, metavar="PATH", help="write the verdicts as JSON"),
-    "report-md": dict(default=None, metavar="PATH", help="write the verdicts as Markdown"),
+    "report-md": dict(default=None, metavar="PATH",
+                      help="write the verdicts as Markdown (with matplotlib, its plots: PNGs in <PATH's stem>_plots/)"),
+    "report-html": dict(default=None, metavar="PATH",
+                        help="write the verdicts as one self-contained HTML file with a plot per judged clause "
+                             "(plots need matplotlib: pip install optconform[report])"),
 }
 
 
@@ -381,6 +386,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         v = _verdict_of(item)
         if v is not None and call.when == "call":
             rep.user_properties.append((PROPERTY_KEY, [asdict(ch) for ch in v.checks]))
+            # plot data only where a report draws it (finishing it costs an SVD per Newton–Schulz case)
+            plots = v.plots() if option(item.config, "report-html") or option(item.config, "report-md") else []
+            if plots:
+                rep.user_properties.append((PLOTS_KEY, plots))
     return rep
 
 
@@ -410,7 +419,7 @@ class _Collector:
         outcome, reason, message = _outcome(report)
         c = spec.clause(props[CLAUSE_KEY])
         self.report.add(CaseRecord.build(report.nodeid, c.id, c.name, outcome, reason, message,
-                                         props.get(PROPERTY_KEY, [])))
+                                         props.get(PROPERTY_KEY, []), props.get(PLOTS_KEY, [])))
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
         report = self.report
@@ -420,9 +429,30 @@ class _Collector:
         tr.section(f"optconform verdict per clause and level — target {report.target}")
         for line in report.table_lines():
             tr.write_line(line)
-        for name, render in (("report-json", report.to_json), ("report-md", report.to_markdown)):
+        html_path, md_path = option(config, "report-html"), option(config, "report-md")
+        figures = None
+        if html_path or md_path:
+            from .html_report import PLOTS_HINT, render_figures
+
+            figures = render_figures(report)
+            if not figures.available:
+                tr.write_line(f"optconform: no plots in the reports: {PLOTS_HINT}")
+            for what, why in figures.failed.items():
+                tr.write_line(f"optconform: the plot of {what} could not be drawn: {why}")
+        for name, render in (("report-json", report.to_json), ("report-md", report.to_markdown),
+                             ("report-html", None)):
             path = option(config, name)
             if path:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_text(render(), encoding="utf-8")
+                if name == "report-html":
+                    from .html_report import to_html
+
+                    text = to_html(report, figures)
+                elif name == "report-md":
+                    from .html_report import markdown_plots
+
+                    text = render() + markdown_plots(figures, path)
+                else:
+                    text = render()
+                Path(path).write_text(text, encoding="utf-8")
                 tr.write_line(f"wrote {path}")

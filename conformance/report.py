@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from optconform import spec
@@ -26,6 +26,9 @@ NOT_PROVIDED_PREFIX = "not provided"
 UNSUPPORTED_PREFIX = "unsupported"
 MISMATCH_PREFIX = "signature mismatch"
 PROPERTY_KEY = "optconform_checks"
+PLOTS_KEY = "optconform_plots"
+#: the most points one plot payload keeps (per array); the rest is thinned, the worst points always kept
+PLOT_POINTS = 300
 STATUSES = ("passed", "failed", "error", "mismatch", "unsupported", "not provided", "skipped")
 _ORDER = {"passed": 0, "skipped": 1, "not provided": 1, "unsupported": 1, "mismatch": 2, "failed": 3, "error": 4}
 
@@ -83,6 +86,41 @@ def error_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _plain(x: object) -> object:
+    """numpy arrays and scalars as plain Python lists / floats (5 significant digits), for the test report."""
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
+        x = x.tolist()
+    if isinstance(x, float):
+        return float(f"{x:.5g}") if math.isfinite(x) else x
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    return x
+
+
+def thin(n: int, keep: Iterable[int] = (), points: int = PLOT_POINTS) -> list[int]:
+    """At most ``points`` indices of ``range(n)``: ``keep`` (the worst ones) and evenly spaced others, in order."""
+    if n <= points:
+        return list(range(n))
+    keep = sorted(set(int(k) for k in keep))[: points // 3]
+    rest = points - len(keep)
+    even = {round(i * (n - 1) / (rest - 1)) for i in range(rest)} if rest > 1 else set()
+    return sorted(set(keep) | even)
+
+
+def plot_payload(data: dict) -> dict:
+    """One plot payload, small and plain: every array thinned to :data:`PLOT_POINTS` points, the worst kept."""
+    d = dict(data)
+    if d.get("kind") == "trajectory" and len(d.get("values", ())) > PLOT_POINTS:
+        vals, tols = d["values"], d["tolerances"]
+        worst = sorted(range(len(vals)), key=lambda i: -(vals[i] / tols[i] if tols[i] else math.inf))[:20]
+        idx = thin(len(vals), worst)
+        steps = d.get("steps") or list(range(len(vals)))
+        d.update(steps=[steps[i] for i in idx], values=[vals[i] for i in idx], tolerances=[tols[i] for i in idx])
+    return _plain(d)
+
+
 class VerdictFailure(AssertionError):
     """A check at a required level missed (an AssertionError, so hypothesis shrinks and prints the example)."""
 
@@ -104,6 +142,8 @@ class Verdict:
         self.regime_name = "ordinary"
         self.checks: list[Check] = []
         self._pending: list[Check] = []
+        # plot data for the reports (--report-html / --report-md): key -> (score, data, finish); the worst per key
+        self._plots: dict[str, tuple[float, dict, Callable[[dict], dict] | None]] = {}
 
     def regime(self, regime: spec.Regime) -> None:
         """The case's input regime (``spec.clause(...).regime(norms)``): its level applies from here on."""
@@ -156,9 +196,49 @@ class Verdict:
         bad = [i for i, (v, t) in enumerate(zip(vals, tols, strict=True)) if not v <= t]
         worst = max(range(len(vals)), key=lambda i: (vals[i] / tols[i]) if tols[i] else math.inf) if vals else 0
         pick = bad[0] if bad else worst
+        self.series(metric, vals, tols, case=case)
         self._record(Check(case or self.nodeid, metric, vals[pick] if vals else 0.0, tols[pick] if vals else 0.0,
                            not bad, level or self.level, bad[0] if bad else None, len(vals), evidence=evidence,
                            bad_steps=bad or None))
+
+    # ------------------------------------------------------------------ plot data (no check, no verdict)
+
+    def plot(self, key: str, score: float, data: dict, finish: Callable[[dict], dict] | None = None) -> None:
+        """Keep ``data`` for the reports' plots when its ``score`` (a ratio to a bound: larger is worse; NaN counts
+        as worst) is the largest seen under ``key`` in this case. ``finish(data)`` runs once, when the case is
+        exported (:meth:`plots`), so that expensive or bulky parts are made for the kept payload only. Plot data
+        never changes a verdict."""
+        score = math.inf if math.isnan(score) else float(score)
+        old = self._plots.get(key)
+        if old is None or score > old[0]:
+            self._plots[key] = (score, data, finish)
+
+    def series(self, metric: str, values: Sequence[float], tolerance: float | Sequence[float], *,
+               case: str = "", steps: Sequence[int] | None = None) -> None:
+        """Keep a per-step series and its per-step bound for the trajectory plot (no check is recorded); ``steps``:
+        the step of each value (default 0, 1, …)."""
+        vals = [float(v) for v in values]
+        tols = [float(tolerance)] * len(vals) if isinstance(tolerance, (int, float)) else [float(t) for t in tolerance]
+        if not vals or len(tols) != len(vals):
+            return
+        ratios = [(v / t) if t > 0 else (0.0 if v == 0 else math.inf) for v, t in zip(vals, tols, strict=True)]
+        score = max((math.inf if math.isnan(r) else r) for r in ratios)
+        self.plot(f"trajectory:{metric}", score, dict(kind="trajectory", metric=metric, case=case or self.nodeid,
+                                                      steps=list(steps) if steps is not None else
+                                                      list(range(len(vals))), values=vals, tolerances=tols))
+
+    def plots(self) -> list[dict]:
+        """The kept plot payloads, finished and thinned to at most :data:`PLOT_POINTS` points per array."""
+        out = []
+        for key, (score, data, finish) in list(self._plots.items()):
+            if finish is not None:
+                try:
+                    data = finish(data)
+                except Exception as exc:  # noqa: BLE001 - plot data must never break a case
+                    data = dict(kind="error", message=f"{type(exc).__name__}: {exc}")
+                self._plots[key] = (score, data, None)  # finished once; the bulky inputs are released
+            out.append(plot_payload(dict(data, key=key, score=score)))
+        return out
 
     def equal(self, metric: str, actual: object, expected: object, *, case: str = "",
               level: str | None = None) -> None:
@@ -190,10 +270,11 @@ class CaseRecord:
     message: str = ""  # the full pytest report text for failures
     checks: list[dict] = field(default_factory=list)
     levels: dict[str, str] = field(default_factory=dict)  # level -> "passed" | "failed", for levels it judged
+    plots: list[dict] = field(default_factory=list)  # plot payloads (Verdict.plots); not in the JSON report
 
     @classmethod
     def build(cls, nodeid: str, clause: str, name: str, outcome: str, reason: str, message: str,
-              checks: Iterable[dict]) -> CaseRecord:
+              checks: Iterable[dict], plots: Iterable[dict] = ()) -> CaseRecord:
         """Derive the status and per-level results from pytest's outcome and the recorded checks."""
         checks = list(checks)
         levels: dict[str, str] = {}
@@ -220,7 +301,7 @@ class CaseRecord:
             status = "passed"
         if failing and not reason:
             reason = failing[0].describe()
-        return cls(nodeid, clause, name, status, reason, message, checks, levels)
+        return cls(nodeid, clause, name, status, reason, message, checks, levels, list(plots))
 
 
 def _clause_key(clause: str) -> tuple:
@@ -246,6 +327,8 @@ class Report:
         if old is not None:
             if not rec.checks:
                 rec.checks, rec.levels = old.checks, {**old.levels, **rec.levels}
+            if not rec.plots:
+                rec.plots = old.plots
             if _ORDER[rec.status] < _ORDER[old.status]:
                 return
         self.records[rec.nodeid] = rec
@@ -360,7 +443,8 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(dict(target=self.target, options=self.options, required=list(self.required),
                                passed=self.passed(), diagnoses=self.diagnoses_confirmed(), summary=self.summary(),
-                               cases=[asdict(r) for r in self.records.values()]), indent=2, default=str)
+                               cases=[{k: v for k, v in asdict(r).items() if k != "plots"}
+                                      for r in self.records.values()]), indent=2, default=str)
 
     def to_markdown(self) -> str:
         out = ["# optconform conformance report\n", f"Target: `{self.target}`  ",

@@ -106,6 +106,8 @@ def judge_muon(verdict: Verdict, traj: Trajectory, rep: Replayed, *, strict: boo
     mean = traj.mean_grads()
     states: list[dict] = [{} for _ in traj.params0]
     dead: set[int] = set()
+    acted: dict[int, float] = {}  # step -> the worst parameter's acted error vs the live reference (plot data only)
+    at_shat: dict[int, float] = {}  # step -> the worst parameter's direction-at-ŝ ratio (plot data only)
     for t in range(traj.steps):
         lr, beta = traj.per_step[t]["lr"], traj.per_step[t]["momentum"]
         for i, p0 in enumerate(traj.params0):
@@ -146,7 +148,12 @@ def judge_muon(verdict: Verdict, traj: Trajectory, rep: Replayed, *, strict: boo
                 recovered = unscale(recovered, seen["o"], seen["u"], normuon=opts["normuon_beta2"] is not None)
             zero_atol = T.muon_decay_recovery_atol(before, lr=lr, scale=shape_factor, decay_lr=how["decay_lr"],
                                                    weight_decay=opts["weight_decay"])
-            judge_ns(verdict, recovered, seen["o"], seen["u"], b, case=case, rescaled=rescaled, zero_atol=zero_atol)
+            e = judge_ns(verdict, recovered, seen["o"], seen["u"], b, case=case, rescaled=rescaled,
+                         zero_atol=zero_atol)
+            if e["n_directions"] > 0:
+                acted[t] = max(acted.get(t, 0.0), float(e["acted"]))
+                if "direction_at_shat" in e:
+                    at_shat[t] = max(at_shat.get(t, 0.0), float(e["direction_at_shat"]))
             if traj.expected is not None:
                 g_before = traj.params0[i] if t == 0 else traj.expected[t - 1][i]
                 golden_update = recover_update(g_before, traj.expected[t][i], **how)
@@ -158,6 +165,12 @@ def judge_muon(verdict: Verdict, traj: Trajectory, rep: Replayed, *, strict: boo
                 u = g + beta * (buf - g) if nesterov else buf
                 judge_ns(verdict, recovered, golden_update, u, b, case=f"{case} (golden)", rescaled=rescaled,
                          zero_atol=zero_atol)
+    if acted:
+        verdict.series("acted error vs live reference (worst param), per step", list(acted.values()), b.acted,
+                       case=traj.case_id, steps=list(acted))
+    if at_shat:
+        verdict.series("direction at its ŝ / bound (worst param), per step", list(at_shat.values()), 1.0,
+                       case=traj.case_id, steps=list(at_shat))
     tol = T.f32_trajectory_rtol(traj.steps, strict=strict) + traj.steps * extra_rtol
     for i, st in enumerate(rep.state):
         if "momentum_buffer" not in st or traj.params0[i].size == 0 or i in dead:

@@ -11,7 +11,7 @@ from optconform import spec
 from optconform.conformance import tolerances as T
 from optconform.conformance.evidence import compare, describe
 from optconform.conformance.metrics import ns_bias, ns_compare, to_float64
-from optconform.conformance.report import Verdict
+from optconform.conformance.report import Verdict, thin
 
 
 def bounds(steps: int, *, strict: bool, rows: str | None = None, row_cut: str = "repeat_last") -> T.NSBounds:
@@ -53,10 +53,14 @@ def judge_ns(verdict: Verdict, actual, expected, G, b: T.NSBounds, *, case: str,
     evidence = describe(compare(actual, expected)) if missed else ""
     for metric, bound in limits.items():
         verdict.check(metric, e[metric], bound, case=case, evidence=evidence)
+    point_bound = None
     if math.isfinite(e["acted"]) and shat.size and b.rows:
-        ratio = float(np.max(np.abs(signed) / T.ns_direction_bound(shat, b, rescaled=rescaled)))
+        point_bound = T.ns_direction_bound(shat, b, rescaled=rescaled)
+        ratio = float(np.max(np.abs(signed) / point_bound))
         verdict.check("direction at its ŝ", ratio, 1.0, case=case, evidence=evidence)
         e["direction_at_shat"] = ratio
+    if math.isfinite(e["acted"]) and shat.size:
+        plot_ns(verdict, expected, G, b, shat, signed, point_bound, case=case, rescaled=rescaled)
     if math.isfinite(e["acted"]) and shat.size >= 2 * T.NS_BIAS_WINDOW:
         z = ns_bias(shat, signed, T.ns_bias_allowance(shat, b, rescaled=rescaled), window=T.NS_BIAS_WINDOW)
         verdict.check("bias", z["z"], T.NS_BIAS_Z, case=case, evidence=bias_evidence(z))
@@ -77,3 +81,43 @@ def bias_evidence(z: dict[str, float]) -> str:
             f"{'too much' if z['mean'] > 0 else 'too little'}, mean signed error {z['mean']:+.3g} against "
             f"{z['allowance']:.3g} allowed for rounding (standard error {z['se']:.2g}): another map than the "
             f"spec's, e.g. other coefficients or normalisation")
+
+
+def plot_ns(verdict: Verdict, expected, G, b: T.NSBounds, shat: np.ndarray, signed: np.ndarray,
+            point_bound: np.ndarray | None, *, case: str, rescaled: bool) -> None:
+    """Keep this output's per-direction response for the report's plot when it is the case's worst so far (by
+    max |dᵢ| / bound(ŝᵢ)): ŝ, the reference's and the target's response uᵢᵀRvᵢ and uᵢᵀYvᵢ = uᵢᵀRvᵢ + dᵢ, the
+    bound at each ŝ (``tolerances.ns_direction_bound``, or the family's direction bound without rows), and the map
+    p(ŝ) of the rows in use with its band on a grid. Plot data only: no check, no verdict."""
+    bound = point_bound if point_bound is not None else np.full(shat.shape, b.direction)
+    ratio = np.abs(signed) / bound
+    score = float(np.max(ratio))
+
+    def finish(d: dict) -> dict:
+        n = shat.size
+        idx = np.asarray(thin(n, np.argsort(-ratio)[:60]), dtype=int)
+        ref = None
+        try:  # the reference's own response in the same directions: diag(Uᵀ(2R − R)V)
+            s2, r2 = ns_compare(2.0 * to_float64(expected), expected, G, threshold=T.NS_SUBSPACE_THRESHOLD,
+                                noise_ratio=b.noise_ratio)[1:]
+            if r2.size == n and np.allclose(s2, shat):
+                ref = r2
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            pass
+        on_map = T.ns_map(shat, b.rows)
+        if ref is None:  # e.g. a batch element the target made non-finite: the map itself
+            ref = on_map
+        lo = max(T.NS_SUBSPACE_THRESHOLD, float(np.min(shat)) / 1.5)
+        grid = np.geomspace(lo, 1.0, 200)
+        grid_bound = (T.ns_direction_bound(grid, b, rescaled=rescaled) if b.rows
+                      else np.full(grid.shape, b.direction))
+        return dict(kind="ns", case=case, shat=shat[idx], signed=signed[idx], bound=bound[idx],
+                    reference=ref[idx], response=ref[idx] + signed[idx], grid=grid, curve=T.ns_map(grid, b.rows),
+                    grid_bound=grid_bound, family_bound=b.direction, rows=len(b.rows), rescaled=rescaled,
+                    strict=b.unit_roundoff != T.NS_UNIT_ROUNDOFF, directions=int(n), ratio=score,
+                    # False where the reference is not p(ŝ) itself (another normalisation, e.g. clamp(min=eps)
+                    # below eps, or a golden of another map): the band is then drawn around the reference's points
+                    follows_map=bool(np.max(np.abs(ref - on_map)) <= 1e-3),
+                    bound_kind="ns_direction_bound at ŝ" if b.rows else "family direction bound")
+
+    verdict.plot("ns", score, {}, finish)
