@@ -11,6 +11,7 @@ Under CI (``CI`` set) the hypothesis profile defaults to ``ci`` (derandomized).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 
@@ -41,7 +42,7 @@ def _install(session: nox.Session, *extras: str) -> None:
 @nox.session(python=PYTHON[0])
 def tests(session: nox.Session) -> None:
     """The project's own tests (reference, impl, conformance machinery), in parallel."""
-    _install(session, "test")
+    _install(session, "test", "report")
     session.run(
         # --timeout: pytest-timeout's last guard against a hang anywhere; the multi-process tests have shorter ones
         # --dist loadfile: a file's tests share one worker, so a module's batched suite runs
@@ -67,9 +68,10 @@ def conformance(session: nox.Session) -> None:
 
     Pass options after ``--``: ``nox -s conformance -- --target optconform.conformance.torch_optim``,
     ``--require all``, ``--device cuda``, ``--world-sizes 1,2``, ``--strict-numerics``, ``--report-json PATH``,
-    ``--report-md PATH`` (README, "Options").
+    ``--report-md PATH``, ``--report-html PATH`` (plots: the ``report`` extra, installed here), ``--profile NAME``,
+    ``--option name=value``, ``--diagnose`` (README, "Options").
     """
-    _install(session)
+    _install(session, "report")
     session.run(
         "pytest", "--pyargs", "optconform.conformance.cases", "-p", "no:cacheprovider", *session.posargs,
         env=_hypothesis_env("quick"),
@@ -101,6 +103,54 @@ def stress(session: nox.Session) -> None:
         session.log(f"stress run {i + 1}/{runs}")
         session.run("pytest", "-q", "-x", "-m", "distributed", "tests/impl/test_distributed.py",
                     "tests/impl/test_spawn.py", "tests/test_examples.py", env=_hypothesis_env("ci"))
+
+
+#: The libraries ``nox -s ecosystem`` judges, pinned, installed with ``--no-deps`` (conformance/adapters/): the
+#: adapters' docstrings name the source files these versions were read from.
+ECOSYSTEM_LIBRARIES = [
+    "pytorch-optimizer==4.1.0",  # needs numpy and torch only
+    "timm==1.0.31",  # the adapter imports timm/optim/muon.py and adamw.py without timm/__init__.py: no torchvision,
+    # huggingface_hub, safetensors or pyyaml needed (timm.layers imports torchvision, whose package-index build
+    # is a CUDA one whose operators do not load against the CPU torch)
+    "heavyball==3.2.1", "opt-einsum==3.4.0",  # heavyball needs opt-einsum and numpy>=2.3.4
+    "muonium==0.2.0", "triton==3.9.0",  # muonium imports triton unconditionally (muonium/kernels/gram.py)
+]
+#: JAX and optax for the optax adapter: jax 0.10.2 is the newest JAX for Python 3.11 (0.11 and later need 3.12).
+ECOSYSTEM_JAX = ["jax==0.10.2", "jaxlib==0.10.2", "optax==0.2.8", "chex==0.1.92", "ml-dtypes==0.6.0",
+                 "absl-py==2.5.1", "toolz==1.2.0"]
+
+
+def _torch_and_cuda_packages(session: nox.Session) -> tuple[str, list[str]]:
+    """The installed torch version and every installed ``nvidia-*`` distribution."""
+    out = session.run("python", "-c",
+                      "import importlib.metadata as m, json; print(json.dumps([m.version('torch'), sorted("
+                      "d.metadata['Name'] for d in m.distributions() if d.metadata['Name'].lower()"
+                      ".startswith('nvidia-'))]))",
+                      silent=True)
+    torch_version, nvidia = json.loads(out.strip().splitlines()[-1])
+    return torch_version, nvidia
+
+
+@nox.session(python=PYTHON[0])
+def ecosystem(session: nox.Session) -> None:
+    """The suite on real optimizer libraries (torch.optim, pytorch-optimizer, timm, HeavyBall, muonium, optax)
+    through conformance/adapters/, each with ``--diagnose``; writes COMPATIBILITY.md and docs/ecosystem/*.json
+    (full reports: reports/ecosystem/). Fails if installing the libraries changed torch or brought CUDA packages,
+    or if a verdict no longer matches its hand-written explanation (conformance/ecosystem.py)."""
+    _install(session)
+    before = _torch_and_cuda_packages(session)
+    session.install("--no-deps", *ECOSYSTEM_LIBRARIES, *ECOSYSTEM_JAX)
+    after = _torch_and_cuda_packages(session)
+    if after[0] != before[0]:
+        session.error(f"installing the libraries changed torch from {before[0]} to {after[0]}")
+    if after[1]:
+        session.error(f"installing the libraries brought CUDA packages: {', '.join(after[1])}")
+    session.log(f"torch {after[0]}, no nvidia-* packages")
+    env = {**_hypothesis_env("quick"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    session.run("python", "-m", "optconform.conformance.ecosystem", "run", "--reports", "reports/ecosystem",
+                *session.posargs, env=env)
+    session.run("python", "-m", "optconform.conformance.ecosystem", "render", "--reports", "reports/ecosystem",
+                "--summaries", "docs/ecosystem", "--out", "COMPATIBILITY.md", env=env)
 
 
 @nox.session(python=PYTHON[0])

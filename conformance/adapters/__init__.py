@@ -1,0 +1,1 @@
+"""Adapters: built-in targets that map real optimizer libraries onto the optconform protocol (call signatures only)."""
