@@ -105,12 +105,15 @@ def test_clamp_convention_is_rejected_at_1e_8():
 
 
 def test_the_size_bounds_alone_miss_what_the_bias_check_catches():
-    """Why the statistic exists: a 2 % slip in b stays inside every size bound on this input."""
+    """Why the statistic exists: a 2 % slip in b stays inside every sup-derived size bound on this input (the
+    pointwise direction-at-its-ŝ bound, which evaluates the same rounding model at each direction's own ŝ, also
+    catches it here)."""
     G = _input(0, (256, 512), 1.0)
     v = _judge(make_zeropower("b_2pct_low"), G)
-    sizes = {c.metric: c.passed for c in v.checks if c.metric != "bias"}
-    assert all(sizes.values()), sizes
+    sizes = {c.metric: c.passed for c in v.checks if c.metric in ("direction", "subspace", "acted", "spectral_max")}
+    assert len(sizes) == 4 and all(sizes.values()), sizes
     assert not next(c for c in v.checks if c.metric == "bias").passed
+    assert not next(c for c in v.checks if c.metric == "direction at its ŝ").passed
 
 
 def test_too_few_directions_records_no_bias_check():
