@@ -4,7 +4,9 @@ FLOPs of ``steps`` quintic steps on an (m, n) matrix, m <= n after the transpose
 A = X·Xᵀ, 2·m·m·m for A·A and 2·m·m·n for B·X, i.e. steps·(4m²n + 2m³) (normalisation and the axpy
 epilogues are not counted: they are O(mn)). The roofline is the FLOP rate of a plain bf16 ``torch.mm`` of
 (m × m)·(m × n) (the B·X product, the largest of the three) measured in the same rounds. Candidates: our
-eager kernel, our ``torch.compile`` kernel (CPU, inductor), and torch.optim.Muon's own Newton–Schulz.
+eager kernel (``method="standard"``), our Gram-space kernel (``method="gram"``, the same polynomial in fewer FLOPs
+for rectangular G; its rate is reported in the standard iteration's FLOPs, i.e. as an effective rate), our
+``torch.compile`` kernel (CPU, inductor, standard), and torch.optim.Muon's own Newton–Schulz.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from typing import Any
 
 import torch
 
-from optconform.impl.newton_schulz import NS_COEFFICIENTS, NS_EPS, zeropower_compiled, zeropower_eager
+from optconform.impl.newton_schulz import NS_COEFFICIENTS, NS_EPS, _use_gram, zeropower_compiled, zeropower_eager
 
 from .timing import interleaved, load_average, median, paired_ratios
 
-__all__ = ["ns_flops", "run"]
+__all__ = ["ns_flops", "gram_flops", "run"]
 
 COMPILE_BUDGET_S = 60.0
 
@@ -31,6 +33,19 @@ def ns_flops(shape: tuple[int, int], steps: int) -> int:
     """FLOPs of ``steps`` Newton–Schulz steps on a ``shape`` matrix: steps·(4m²n + 2m³), m <= n."""
     m, n = sorted(shape)
     return steps * (4 * m * m * n + 2 * m ** 3)
+
+
+def gram_flops(shape: tuple[int, int], steps: int) -> int:
+    """FLOPs of the Gram path (``impl.newton_schulz._iterate_gram``) on a ``shape`` matrix, n <= m the sides:
+    2mn² for each X·Xᵀ and Q·X (one each per restart segment) plus 8n³ per iteration less 6n³ per segment
+    (the first Z needs no product with Q, the last R is not updated): (12α + 22)·n³ for 5 steps."""
+    from optconform.impl.newton_schulz import _gram_restarts
+
+    n, m = sorted(shape)
+    if steps == 0:
+        return 0
+    segments = len(_gram_restarts((NS_COEFFICIENTS,) * steps)) + 1
+    return segments * (4 * m * n * n - 6 * n ** 3) + 8 * steps * n ** 3
 
 
 def _torch_ns(steps: int):
@@ -89,19 +104,21 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
         rhs = torch.randn((m, n), generator=gen).bfloat16()
         fns = {
             "matmul": lambda lhs=lhs, rhs=rhs: torch.mm(lhs, rhs),
-            "ours_eager": lambda G=G: zeropower_eager(G, steps),
+            "ours_eager": lambda G=G: zeropower_eager(G, steps, method="standard"),
+            "ours_gram": lambda G=G: zeropower_eager(G, steps, method="gram"),
             "torch_optim": lambda G=G: torch_ns(G),
         }
         if comp["ok"]:
-            fns["ours_compiled"] = lambda G=G: zeropower_compiled(G, steps)
+            fns["ours_compiled"] = lambda G=G: zeropower_compiled(G, steps, method="standard")
         with torch.no_grad():
             times = interleaved(fns, repeats=repeats, warmup=warmup)
         flops = ns_flops(shape, steps)
         mm_flops = 2 * m * m * n
         mm_rate = [mm_flops / t for t in times["matmul"]]
         row: dict[str, Any] = {"shape": f"{shape[0]}×{shape[1]}", "gflop": flops / 1e9,
+                               "gram_gflop": gram_flops(shape, steps) / 1e9,
                                "matmul_gflops": median(mm_rate) / 1e9}
-        for name in ("ours_eager", "torch_optim", "ours_compiled"):
+        for name in ("ours_eager", "ours_gram", "torch_optim", "ours_compiled"):
             if name not in times:
                 row[f"{name}_ms"] = row[f"{name}_frac"] = None
                 continue
@@ -109,6 +126,9 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
             row[f"{name}_ms"] = median(times[name]) * 1e3
             row[f"{name}_frac"] = median(paired_ratios(rate, mm_rate))
         row["ours_vs_torch"] = median(paired_ratios(times["torch_optim"], times["ours_eager"]))
+        row["gram_vs_torch"] = median(paired_ratios(times["ours_gram"], times["torch_optim"]))
+        row["gram_vs_standard"] = median(paired_ratios(times["ours_gram"], times["ours_eager"]))
+        row["auto"] = "gram" if _use_gram(G, "auto") else "standard"
         rows.append(row)
         raw[row["shape"]] = times
     if comp.get("cache_dir"):
@@ -119,6 +139,10 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
     reading = (f"Our eager bf16 Newton–Schulz runs at {min(fracs):.2f}–{max(fracs):.2f} of the plain bf16 matmul "
                f"rate (torch.optim.Muon's: {min(tfracs):.2f}–{max(tfracs):.2f}); torch's time / ours = "
                f"{min(speed):.2f}–{max(speed):.2f} ({_verdict(speed)}).")
+    reading += (" Gram path: time / torch.optim's " + ", ".join(f"{r['shape']}: {r['gram_vs_torch']:.2f}" for r in rows)
+                + "; time / our standard " + ", ".join(f"{r['shape']}: {r['gram_vs_standard']:.2f}" for r in rows)
+                + " (<1: Gram faster); method='auto' picks "
+                + ", ".join(f"{r['shape']}: {r['auto']}" for r in rows) + ".")
     if comp["ok"]:
         cf = [r["ours_compiled_frac"] for r in rows]
         reading += (f" torch.compile on CPU: {min(cf):.2f}–{max(cf):.2f} of the roofline, first calls "
@@ -133,11 +157,15 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
         "columns": [["shape", "shape (G)", "s"], ["gflop", "GFLOP / call", ".2f"],
                     ["matmul_gflops", "bf16 matmul GFLOP/s (roofline)", ".0f"],
                     ["ours_eager_ms", "ours eager ms", ".1f"], ["ours_eager_frac", "ours eager / roofline", ".2f"],
+                    ["gram_gflop", "Gram GFLOP / call", ".2f"], ["ours_gram_ms", "ours Gram ms", ".1f"],
+                    ["ours_gram_frac", "Gram effective rate / roofline", ".2f"],
                     ["ours_compiled_ms", "ours compiled ms", ".1f"],
                     ["ours_compiled_frac", "ours compiled / roofline", ".2f"],
                     ["torch_optim_ms", "torch.optim.Muon NS ms", ".1f"],
                     ["torch_optim_frac", "torch NS / roofline", ".2f"],
-                    ["ours_vs_torch", "torch time / ours (>1: ours faster)", ".2f"]],
+                    ["ours_vs_torch", "torch time / ours (>1: ours faster)", ".2f"],
+                    ["gram_vs_torch", "Gram time / torch (<1: Gram faster)", ".2f"],
+                    ["gram_vs_standard", "Gram time / our standard", ".2f"], ["auto", "method='auto'", "s"]],
         "rows": rows,
         "compile": comp,
         "raw_seconds": raw,
@@ -147,6 +175,11 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
             "bf16 torch.mm of (m×m)·(m×n) timed in the same interleaved rounds; ratios are per-round "
             "ratios of FLOP rates, median over rounds. Input G is float32, so both NS kernels include "
             "their normalisation and bf16 cast.",
+            "Gram path (method='gram'): R = XXᵀ (n×n, n the small side), per row B = bR + cR², Q ← aQ + QB, "
+            "R ← Z(RZ), output Q·X, all bf16, restarts (X ← QX, R ← XXᵀ) after iterations 1 and 3 (segments of at most "
+            "two iterations, so that no rounded Gram eigenvalue can diverge); its GFLOP column "
+            "counts its own products, its rate column the standard iteration's FLOPs over its time (effective "
+            "rate). 'Gram time / torch' and 'Gram time / our standard' are per-round time ratios.",
             "Compiled path: torch.compile(fullgraph=True) of the same kernel, inductor C++ backend, cold "
             "cache (a fresh TORCHINDUCTOR_CACHE_DIR); 'first call' = compile + one run. Shapes after the "
             "first distinct one may reuse a dynamic-shape graph, so their first calls are cheaper.",
