@@ -107,7 +107,8 @@ def run_muon(*, d_model: int, depth: int, repeats: int, warmup: int, seed: int =
             "Nesterov, 5 Newton–Schulz steps, float32 parameters and gradients.",
             "Ours on CPU: momentum by one torch._foreach_lerp_, then per matrix u = lerp(g, buf, β) and one 2-D "
             "zeropower call (addmm, as torch.optim.Muon), no torch.stack / copy back; batched calls (one per "
-            "shape, same-hyperparameter groups together) only off CPU or with a custom orthogonalize. The CPU "
+            "shape, same-hyperparameter groups together) for matrices with a side below 384, off CPU, or with a "
+            "custom orthogonalize. The CPU "
             "batched path lost ~20 % of the step in bmm/baddbmm copying the transposed operand X.mT every "
             "iteration (torch.profiler, 1 thread, torch 2.13). What remains above torch.optim's step is in the "
             "kernel: the overflow-safe float32 normalisation (abs, amax, two divisions, ~8 % of the step) and "
