@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_newton_schulz import _orth, _with_spectrum  # the seeded input builders, one copy (tests/impl/)
 
 from optconform.conformance.judges.ns import bounds, judge_ns
 from optconform.conformance.report import Verdict
@@ -20,14 +21,6 @@ SEEDS = 3
 SHAPES = [(64, 64), (48, 96), (96, 48), (64, 256), (256, 64), (128, 512), (512, 128), (48, 480), (256, 512)]
 
 
-def _orth(rng, m, k):
-    q, _ = np.linalg.qr(rng.standard_normal((m, k)))
-    return q
-
-
-def _with_spectrum(rng, m, n, s):
-    k = len(s)
-    return (_orth(rng, m, k) * s) @ _orth(rng, n, k).T
 
 
 def _scaled(g, norm):
