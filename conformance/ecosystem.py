@@ -32,7 +32,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-LEVELS = ("core", "hardening", "layout")
+from optconform.spec.levels import LEVELS
+
+from .report import level_cell
+
 #: the counts that make up the ``other`` column (the statuses that are neither passed, failed nor skipped)
 OTHER_STATUSES = ("error", "mismatch", "unsupported", "not provided")
 SEED = 0
@@ -254,14 +257,6 @@ def run(reports: Path, keys: Sequence[str] = (), python: str = sys.executable, e
 # -------------------------------------------------------------------------------------------------------- render
 
 
-def _cell(cell: Mapping | None) -> str:
-    if cell is None:
-        return ""
-    if not cell["cases"]:
-        return "—"
-    return f"FAIL {cell['failed']}/{cell['cases']}" if cell["failed"] else f"pass {cell['cases']}"
-
-
 def _others(counts: Mapping[str, int]) -> list[str]:
     return [s for s in OTHER_STATUSES if counts.get(s)]
 
@@ -339,7 +334,7 @@ def render(reports: Mapping[str, Mapping], versions: Mapping[str, str] | None = 
                     and not counts.get("passed") and not counts.get("failed"):
                 absent.append(f"{row['clause']} `{row['name']}`")
                 continue
-            cells = [_cell(row["levels"].get(lv)) if lv in row["clause_levels"] else "" for lv in LEVELS]
+            cells = [level_cell(row["levels"].get(lv)) if lv in row["clause_levels"] else "" for lv in LEVELS]
             other = ", ".join(f"{counts[s]} {s}" for s in _others(counts))
             exp = EXPLANATIONS.get((lib.key, row["clause"]))
             bad = mismatches(lib.key, row)

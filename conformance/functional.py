@@ -96,7 +96,7 @@ from typing import Any
 import numpy as np
 
 from optconform import spec
-from optconform.spec.protocol import call_shape
+from optconform.spec.protocol import bind_problem, call_shape
 
 __all__ = ["OPTIMIZERS", "TORCH_ONLY", "FUNCTIONAL_NAMES", "FunctionalTarget", "as_torch_target", "functional_names",
            "mismatch", "protocol_block", "render"]
@@ -184,23 +184,7 @@ def protocol_block() -> str:
     return "\n".join(lines)
 
 
-class _Slot:
-    def __repr__(self) -> str:
-        return "<arg>"
-
-
-def _bind_problem(fn: Any, label: str, positional: Iterable[str], keywords: Iterable[str], shown: str) -> str | None:
-    if not callable(fn):
-        return f"{label} is not callable (got {type(fn).__name__}); expected {shown}"
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    try:
-        sig.bind(*[_Slot() for _ in positional], **{k: _Slot() for k in keywords})
-    except TypeError as exc:
-        return f"{label}{sig} cannot be called as {shown} (functional protocol): {exc}"
-    return None
+_NOTE = " (functional protocol)"
 
 
 def mismatch(functional: Any, name: str) -> str | None:
@@ -211,9 +195,11 @@ def mismatch(functional: Any, name: str) -> str | None:
         return None
     positional, keywords = _call(name)
     shown = f"{names[0]}({', '.join([*positional, *(['*', *keywords] if keywords else [])])})"
-    problem = _bind_problem(getattr(functional, names[0]), names[0], positional, keywords, shown)
+    problem = bind_problem(getattr(functional, names[0]), names[0], positional, keywords, expected=shown,
+                           note=_NOTE)
     if problem is None and len(names) > 1 and getattr(functional, names[1], None) is not None:
-        problem = _bind_problem(getattr(functional, names[1]), names[1], ("param",), (), f"{names[1]}(param)")
+        problem = bind_problem(getattr(functional, names[1]), names[1], ("param",), (),
+                               expected=f"{names[1]}(param)", note=_NOTE)
     return problem
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from optconform.spec.levels import CORE, LEVELS
 
-from .report import Report
+from .report import Report, level_cell
 
 PLOTS_HINT = "plots need matplotlib, an optional extra of optconform: pip install optconform[report]"
 
@@ -124,7 +124,7 @@ def to_html(report: Report, figures: Figures | None = None) -> str:
         cells = []
         for lv in LEVELS:
             cell = row["levels"].get(lv) if lv in row["clause_levels"] else None
-            text = Report._cell(cell)  # noqa: SLF001 - the terminal table's own wording
+            text = level_cell(cell)  # the terminal table's own wording
             cls = ("none" if cell is None or not cell["cases"] else "fail" if cell["failed"] else "pass")
             if cls == "fail" and lv not in report.required:
                 cls += " optional"

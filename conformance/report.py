@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from optconform import spec
@@ -309,6 +309,15 @@ def _clause_key(clause: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
+def level_cell(cell: Mapping | None) -> str:
+    """One level's verdict as the table shows it: ``pass N``, ``FAIL k/N``, ``—`` (no case), blank (no such level)."""
+    if cell is None:
+        return ""
+    if not cell["cases"]:
+        return "—"
+    return f"FAIL {cell['failed']}/{cell['cases']}" if cell["failed"] else f"pass {cell['cases']}"
+
+
 class Report:
     """All case records of one run, the per-clause and per-level summary, and its JSON / Markdown forms."""
 
@@ -401,13 +410,6 @@ class Report:
         return not any(cell["failed"] for row in self.summary() for lv, cell in row["levels"].items()
                        if lv in self.required)
 
-    @staticmethod
-    def _cell(cell: dict | None) -> str:
-        if cell is None:
-            return ""
-        if not cell["cases"]:
-            return "—"
-        return f"FAIL {cell['failed']}/{cell['cases']}" if cell["failed"] else f"pass {cell['cases']}"
 
     @staticmethod
     def _others(counts: dict) -> str:
@@ -418,7 +420,7 @@ class Report:
                 + f" {'other':<24} worst core check (value/tolerance)")
         lines = [head, "-" * len(head)]
         for row in self.summary():
-            cells = " ".join(f"{self._cell(row['levels'].get(lv) if lv in row['clause_levels'] else None):<11}"
+            cells = " ".join(f"{level_cell(row['levels'].get(lv) if lv in row['clause_levels'] else None):<11}"
                              for lv in LEVELS)
             w = row["levels"].get(CORE, {}).get("worst")
             worst = "" if w is None else (w["kind"] if w["kind"] in ("error", "protocol") else
@@ -453,7 +455,7 @@ class Report:
                "| clause | function | " + " | ".join(LEVELS) + " | other | worst core check (value / tolerance) |",
                "|---|---|" + "---|" * len(LEVELS) + "---|---|"]
         for row in self.summary():
-            cells = " | ".join(self._cell(row["levels"].get(lv) if lv in row["clause_levels"] else None)
+            cells = " | ".join(level_cell(row["levels"].get(lv) if lv in row["clause_levels"] else None)
                                for lv in LEVELS)
             w = row["levels"].get(CORE, {}).get("worst")
             worst = "" if w is None else (

@@ -36,6 +36,7 @@ __all__ = [
     "call_shape",
     "render_call",
     "signature_mismatch",
+    "bind_problem",
 ]
 
 
@@ -168,15 +169,24 @@ def signature_mismatch(obj: Any, name: str, protocol: type) -> str | None:
     positionally and every keyword-only one by keyword, exactly as the suite will call it; a class is
     checked through its constructor. Objects whose signature Python cannot read (some builtins) pass.
     """
+    positional, keywords = call_shape(protocol)
+    return bind_problem(obj, name, positional, keywords, expected=render_call(name, protocol),
+                        call=render_call(name, protocol, types=False))
+
+
+def bind_problem(obj: Any, label: str, positional: Iterable[str], keywords: Iterable[str], *, expected: str,
+                 call: str | None = None, note: str = "") -> str | None:
+    """None when ``obj`` binds placeholders for ``positional`` (by position) and ``keywords`` (by keyword), else one
+    line: ``label`` is not callable (``expected``), or ``label(sig)`` cannot be called as ``call`` (default
+    ``expected``) followed by ``note``. Objects whose signature Python cannot read pass."""
     if not callable(obj):
-        return f"{name} is not callable (got {type(obj).__name__}); expected {render_call(name, protocol)}"
+        return f"{label} is not callable (got {type(obj).__name__}); expected {expected}"
     try:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return None
-    positional, keywords = call_shape(protocol)
     try:
         sig.bind(*[_Slot() for _ in positional], **{k: _Slot() for k in keywords})
     except TypeError as exc:
-        return (f"{name}{sig} cannot be called as {render_call(name, protocol, types=False)}: {exc}")
+        return f"{label}{sig} cannot be called as {call or expected}{note}: {exc}"
     return None

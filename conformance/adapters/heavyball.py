@@ -43,6 +43,8 @@ import torch
 
 from optconform.spec import Unsupported
 
+from . import matrices_only
+
 LIBRARY = "heavyball"
 VERSION = version("heavyball")
 
@@ -74,11 +76,8 @@ class _Muon(heavyball.Muon):
 
 
 def Muon(params, *, lr: float, momentum: float, nesterov: bool, ns_steps: int) -> torch.optim.Optimizer:
-    params = list(params)
-    bad = [tuple(p.shape) for p in params if p.ndim != 2]
-    if bad:
-        raise Unsupported("HeavyBall's Muon flattens a parameter of more than two dimensions to (dim0, -1), not a "
-                          f"batch of matrices (chainable.orthogonalize_update); got shapes {bad}")
+    params = matrices_only(params, "HeavyBall's Muon flattens a parameter of more than two dimensions to (dim0, -1), "
+                                   "not a batch of matrices (chainable.orthogonalize_update)")
     if ns_steps != 5:
         raise Unsupported(f"HeavyBall's Muon runs exactly five Newton–Schulz iterations; got ns_steps={ns_steps}")
     opt = _Muon(params, lr=lr, betas=(momentum, _HEAVYBALL_BETA2), nesterov=nesterov)

@@ -37,7 +37,7 @@ from importlib.metadata import version
 
 import torch
 
-from optconform.spec import Unsupported
+from . import matrices_only
 
 LIBRARY = "pytorch-optimizer"
 VERSION = version("pytorch-optimizer")
@@ -52,12 +52,8 @@ optconform_capabilities = {
 
 
 def _matrices_only(params, what: str) -> list:
-    params = list(params)
-    bad = [tuple(p.shape) for p in params if p.ndim != 2]
-    if bad:
-        raise Unsupported(f"{what} views a parameter of more than two dimensions as one (dim0, -1) matrix, not as a "
-                          f"batch of matrices (muon/base.py::_orthogonalize); got shapes {bad}")
-    return params
+    return matrices_only(params, f"{what} views a parameter of more than two dimensions as one (dim0, -1) matrix, "
+                                 "not as a batch of matrices (muon/base.py::_orthogonalize)")
 
 
 def zeropower(G: torch.Tensor, steps: int) -> torch.Tensor:

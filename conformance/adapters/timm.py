@@ -49,6 +49,8 @@ import torch
 
 from optconform.spec import Unsupported
 
+from . import matrices_only
+
 LIBRARY = "timm"
 VERSION = version("timm")
 
@@ -92,11 +94,8 @@ def zeropower(G: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 def Muon(params, *, lr: float, momentum: float, nesterov: bool, ns_steps: int) -> torch.optim.Optimizer:
-    params = list(params)
-    bad = [tuple(p.shape) for p in params if p.ndim != 2]
-    if bad:
-        raise Unsupported("timm's Muon treats a parameter of more than two dimensions as a convolution filter "
-                          f"(conv_mode 'flatten': (out, in*k...)), not as a batch of matrices; got shapes {bad}")
+    params = matrices_only(params, "timm's Muon treats a parameter of more than two dimensions as a convolution "
+                                   "filter (conv_mode 'flatten': (out, in*k...)), not as a batch of matrices")
     return _muon.Muon([dict(params=params, use_muon=True)], lr=lr, momentum=momentum, nesterov=nesterov,
                       ns_steps=ns_steps)
 
