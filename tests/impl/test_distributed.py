@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from optconform.conformance import tolerances as tol
+from optconform.conformance.collectives import count_collectives
 from optconform.conformance.metrics import rel_fro_error, to_float64
 from optconform.conformance.spawn import run_distributed
 from optconform.impl.adamw import AdamW
@@ -90,9 +91,9 @@ def _loaded(data: bytes):
 
 # ----------------------------------------------------------------------------------------------------------
 # rank bodies
-def _muon_rank(rank, world, kind, nesterov):
+def _muon_rank(rank, world, kind, nesterov, collectives="auto"):
     params = [torch.nn.Parameter(t) for t in _init(MUON_SHAPES)]
-    opt = DistMuon(params, lr=MUON_LRS[0], momentum=MUON_MOMENTA[0], nesterov=nesterov)
+    opt = DistMuon(params, lr=MUON_LRS[0], momentum=MUON_MOMENTA[0], nesterov=nesterov, collectives=collectives)
 
     def run(opt, params, steps):
         out, grads_intact = [], True
@@ -114,7 +115,7 @@ def _muon_rank(rank, world, kind, nesterov):
     nbytes = state_bytes(opt)
     # resume: fresh params at the checkpoint, fresh optimizer (other lr/momentum: the load restores them)
     params2 = [torch.nn.Parameter(t.clone()) for t in at_save]
-    opt2 = DistMuon(params2, lr=1.0, momentum=0.5, nesterov=nesterov)
+    opt2 = DistMuon(params2, lr=1.0, momentum=0.5, nesterov=nesterov, collectives=collectives)
     opt2.load_state_dict(_loaded(ckpt))
     resumed, _ = run(opt2, params2, range(SAVE_AT, STEPS))
     return {
@@ -229,9 +230,10 @@ def _muon_reference(kind, world, nesterov):
 
 
 @pytest.mark.timeout(TEST_TIMEOUT_S)
+@pytest.mark.parametrize("collectives", ["stacked", "chunked"])
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
-def test_dist_muon_matches_single_process_and_reference(world):
-    results = run_distributed(_muon_rank, world, args=("dyadic", True), timeout_s=SPAWN_TIMEOUT_S)
+def test_dist_muon_matches_single_process_and_reference(world, collectives):
+    results = run_distributed(_muon_rank, world, args=("dyadic", True, collectives), timeout_s=SPAWN_TIMEOUT_S)
     _check_replicated_and_resumed(results)
 
     # bitwise equal to the Muon kernel stepped in one process on the mean gradient, at every step
@@ -285,10 +287,53 @@ def test_dist_muon_gaussian_gradients_against_reference_no_nesterov():
     """Gradients of magnitudes 1e-3..1e3 that do not average exactly: ranks still agree bitwise, and the
     updates stay within the reference tolerance (nesterov=False exercises the other branch)."""
     world = 3
-    results = run_distributed(_muon_rank, world, args=("gauss", False), timeout_s=SPAWN_TIMEOUT_S)
+    results = run_distributed(_muon_rank, world, args=("gauss", False, "stacked"), timeout_s=SPAWN_TIMEOUT_S)
     _check_replicated_and_resumed(results)
     ref, _ = _muon_reference("gauss", world, False)
     _check_muon_updates_against_reference(results[0]["traj"], ref)
+
+
+def _collectives_rank(rank, world):
+    """The collectives one steady-state step issues: DistMuon on MUON_SHAPES (3 shape groups), DistAdamW on
+    ADAMW_GROUPS (6 parameters); and one all_gather_object (a collective torch builds on others)."""
+    mats = [torch.nn.Parameter(t) for t in _init(MUON_SHAPES)]
+    vecs = [torch.nn.Parameter(t) for g in ADAMW_GROUPS for t in _init(g)]
+    for p in mats + vecs:
+        p.grad = torch.ones_like(p)
+    out = {}
+    for name, opt in (("stacked", DistMuon(mats, collectives="stacked")),
+                      ("chunked", DistMuon(mats, collectives="chunked")), ("adamw", DistAdamW(vecs))):
+        opt.step()  # state created; the second step is the steady state
+        with count_collectives() as calls:
+            opt.step()
+        out[name] = dict(calls)
+    with count_collectives() as calls:
+        shards = [None] * world
+        dist.all_gather_object(shards, rank)
+    out["object"] = dict(calls)
+    return out
+
+
+@pytest.mark.timeout(TEST_TIMEOUT_S)
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_collectives_per_step(world):
+    """DistMuon: the pre-flight all_reduce, then stacked: per shape group ONE reduce-scatter and ONE all-gather,
+    whatever the number of parameters per group (5, 2 and 1 here, with W = 1..3: full, partial and empty chunks);
+    chunked: one list-form reduce-scatter and all-gather per W consecutive parameters of a group;
+    DistAdamW: the pre-flight all_reduce and per parameter one reduce-scatter and one all-gather of its rows. The
+    counter itself counts a composite collective once."""
+    results = run_distributed(_collectives_rank, world, timeout_s=SPAWN_TIMEOUT_S)
+    groups = len(muon_shape_groups(MUON_SHAPES))
+    chunks = sum(math.ceil(len(idx) / world) for _, idx in muon_shape_groups(MUON_SHAPES))
+    n_adamw = sum(len(g) for g in ADAMW_GROUPS)
+    # torch 2.13 names the single-tensor collectives *_single (the *_tensor names are the same functions)
+    rs, ag = ("reduce_scatter_single", "all_gather_single") if hasattr(dist, "reduce_scatter_single") else (
+        "reduce_scatter_tensor", "all_gather_into_tensor")
+    for out in results:
+        assert out["stacked"] == {"all_reduce": 1, rs: groups, ag: groups}
+        assert out["chunked"] == {"all_reduce": 1, "reduce_scatter": chunks, "all_gather": chunks}
+        assert out["adamw"] == {"all_reduce": 1, rs: n_adamw, ag: n_adamw}
+        assert out["object"] == {"all_gather_object": 1}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -453,6 +498,8 @@ def _errors_rank(rank, world):
     for g in muon.param_groups:
         g["lr"] = 0.02 + 0.001 * rank  # valid but different on every rank
     out["muon_lr_differs"] = _catch(muon.step)
+    layouts = DistMuon(mats, collectives="stacked" if rank == 0 else "chunked")
+    out["muon_collectives_differ"] = _catch(layouts.step)
     for g in muon.param_groups:
         g["lr"] = 0.02
     adam.param_groups[0]["betas"] = (0.8, 1.5) if rank == world - 1 else (0.8, 0.95)
@@ -494,6 +541,7 @@ def _errors_rank(rank, world):
     out["adamw_bad_betas"] = _catch(lambda: DistAdamW(vecs, betas=(1.0, 0.9)))
     out["adamw_bad_wd"] = _catch(lambda: DistAdamW(vecs, weight_decay=-1.0))
     meta = torch.nn.Parameter(torch.zeros(4, 3, device="meta"))
+    out["muon_bad_collectives"] = _catch(lambda: DistMuon(mats, collectives="ring"))
     out["muon_devices"] = _catch(lambda: DistMuon([torch.nn.Parameter(torch.zeros(4, 3)), meta]))
     out["adamw_devices"] = _catch(lambda: DistAdamW([torch.nn.Parameter(torch.zeros(4)), meta]))
 
@@ -529,6 +577,8 @@ def test_error_paths_raise_on_every_rank_without_hanging():
             assert kind == "RuntimeError" and "rank(s) [0] rejected" in msg
         kind, msg = out["muon_lr_differs"]
         assert kind == "RuntimeError" and "differ across ranks" in msg and "'lr'" in msg
+        kind, msg = out["muon_collectives_differ"]
+        assert kind == "RuntimeError" and "differ across ranks" in msg and "collectives = [1.0, 2.0, 2.0]" in msg
         kind, msg = out["adamw_bad_beta_one_rank"]
         if r == world - 1:
             assert kind == "ValueError" and msg.startswith("betas[1] ")
@@ -556,6 +606,7 @@ def test_error_paths_raise_on_every_rank_without_hanging():
             ("adamw_bad_eps", "eps"),
             ("adamw_bad_betas", "betas[0]"),
             ("adamw_bad_wd", "weight_decay"),
+            ("muon_bad_collectives", "collectives"),
         ]:
             kind, msg = out[key]
             assert kind == "ValueError" and msg.startswith(name + " "), (key, msg)
