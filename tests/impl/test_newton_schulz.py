@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -111,6 +112,33 @@ def test_tiny_norm_keeps_the_additive_eps(rng):
     g *= 1e-8 / np.linalg.norm(g)
     x0 = zeropower(torch.from_numpy(g), 0).double().numpy()
     assert abs(np.linalg.norm(x0) - 1e-8 / 1.1e-7) < 2.0**-8 * 1e-8 / 1.1e-7
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_cheap_and_overflow_safe_normalisations_agree(rng, dtype, monkeypatch):
+    """The direct float32 norm (every ‖G‖ in CHEAP_NORM_RANGE, CPU) and the max|G| pre-scaled one round to the same
+    bf16 X up to one bf16 rounding, at both ends of the range and just outside it; a batch with one matrix outside
+    the range goes the safe way as a whole, and each matrix's X is still G/(‖G‖ + eps) within one rounding."""
+    lo, hi = ns.CHEAP_NORM_RANGE
+    g = rng.standard_normal((3, 24, 40))
+    for norms in ([1.0, 5e-3, 7e4], [lo, lo * 1.5, hi], [lo / 2, 1.0, 1.0], [1.0, 1.0, hi * 3], [1e-30, 1.0, 1e30]):
+        if dtype == torch.bfloat16 and max(norms) > 1e30:
+            continue  # beyond bf16's range is not an input
+        G = torch.from_numpy(g / np.linalg.norm(g, axis=(1, 2), keepdims=True) * np.array(norms)[:, None, None])
+        G = G.to(dtype)
+        exact = G.double() / (torch.linalg.vector_norm(G.double(), dim=(-2, -1), keepdim=True) + ns.NS_EPS)
+        x = ns._normalize(G)
+        assert x.dtype == torch.bfloat16 and x.is_contiguous()
+        err = (x.double() - exact).abs() / exact.abs().amax(dim=(-2, -1), keepdim=True)
+        assert float(err.max()) <= 2.0**-8, (norms, float(err.max()))
+        with monkeypatch.context() as m:  # the overflow-safe path alone: the same X up to one rounding
+            m.setattr(ns, "CHEAP_NORM_RANGE", (math.inf, math.inf))
+            safe = ns._normalize(G).double()
+        assert float(((x.double() - safe).abs() / exact.abs().amax(dim=(-2, -1), keepdim=True)).max()) <= 2.0**-8
+    # clamp and safety go through the same two paths
+    G = torch.from_numpy(g[0] * 1e-9)
+    x = ns._normalize(G.float(), 1e-7, "clamp", 1.0).double()
+    assert abs(float(x.norm()) - 1e-9 * np.linalg.norm(g[0]) / 1e-7) <= 2.0**-8 * float(x.norm())
 
 
 def test_zero_and_empty_inputs():
