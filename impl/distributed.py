@@ -451,8 +451,11 @@ class DistMuon(_ZeRO2):
 class DistAdamW(_ZeRO2):
     """ZeRO-2 AdamW (S9.5): dim-0 row shards (chunk ceil(d0/W), zero-padded), reduce-scatter(AVG), owners run
     the AdamW kernel (S8.2, per-parameter ``p.lr_mul``/``p.wd_mul``) on their rows, all-gather of the rows.
-    The kernel is the ``_foreach`` one: its rounding does not depend on memory alignment, so a rank's rows
-    are bitwise what the single-process foreach kernel computes for them (the fused kernel's are not)."""
+    ``fused`` chooses the kernel as ``impl.adamw.adamw`` does (None: torch's fused kernel where it exists, one
+    pass over memory). The fused kernel rounds a row shard's elements by their memory alignment (vectorised body,
+    scalar tail), so its rows agree with the single-process fused step within float32 rounding; with
+    ``fused=False`` (the ``_foreach`` chain) a rank's rows are bitwise what the single-process foreach kernel
+    computes for them. Measured: figure 3 of BENCHMARKS.md (fused 4–5× faster than foreach on CPU)."""
 
     _who = "DistAdamW"
     _options = ADAMW_OPTIONS
@@ -463,8 +466,11 @@ class DistAdamW(_ZeRO2):
                  betas: tuple[float, float] = _ADAMW.default("betas"), eps: float = _ADAMW.default("eps"),
                  weight_decay: float = _ADAMW.default("weight_decay"), *,
                  eps_placement: str = _ADAMW.default("eps_placement"), eps_root: float = _ADAMW.default("eps_root"),
-                 param_muls: str = _ADAMW.default("param_muls")):
+                 param_muls: str = _ADAMW.default("param_muls"), fused: bool | None = None):
         _require_group(self._who)
+        if fused is not None and not isinstance(fused, bool):
+            raise ValueError(f"fused must be True, False or None; got {fused!r}")
+        self._fused = fused
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, eps_placement=eps_placement,
                         eps_root=eps_root, param_muls=param_muls)
         self._check_hypers(defaults)
@@ -545,7 +551,7 @@ class DistAdamW(_ZeRO2):
                              [state["exp_avg_sq"]], [t], lr=group["lr"], beta1=beta1, beta2=beta2,
                              eps=group["eps"], weight_decay=group["weight_decay"],
                              lr_muls=[getattr(p, "lr_mul", 1.0) if read else 1.0],
-                             wd_muls=[getattr(p, "wd_mul", 1.0) if read else 1.0], fused=False,
+                             wd_muls=[getattr(p, "wd_mul", 1.0) if read else 1.0], fused=self._fused,
                              eps_placement=group["eps_placement"], eps_root=group["eps_root"])
                 state["step"].fill_(float(t))
                 rs_out[:rows].copy_(p_rows.reshape(rs_out[:rows].shape))
