@@ -26,11 +26,13 @@ __all__ = ["PRESETS", "FIGURES", "main"]
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
-        "zeropower": dict(shapes=[(768, 768), (768, 3072), (3072, 768), (1280, 5120)], repeats=7, warmup=2,
-                          compile=True),
-        "muon_step": dict(d_model=768, depth=12, repeats=5, warmup=1),
-        "adamw_step": dict(d_model=768, vocab=65536, repeats=7, warmup=2),
-        "dist_muon": dict(d_model=768, depth=12, repeats=3, warmup=1, rounds=1),
+        "zeropower": dict(shapes=[(768, 768), (768, 3072), (3072, 768), (1280, 5120), (5120, 1280)], repeats=7,
+                          warmup=2, compile=True, large_shapes=[(4096, 16384)], large_repeats=2),
+        # d20: the shapes of nanochat d20 (1280² ×4, 1280×5120, 5120×1280 per layer), 2 of its 20 layers
+        "muon_step": dict(d_model=768, depth=12, repeats=5, warmup=1, extra_sets=[(1280, 2)], thread_counts=[1, 2]),
+        "adamw_step": dict(d_model=768, vocab=65536, repeats=7, warmup=2, extra_d_models=[1280],
+                           thread_counts=[1, 2]),
+        "dist_muon": dict(d_model=768, depth=12, repeats=3, warmup=1, rounds=3),
         "state_bytes": dict(d_model=768, depth=12, vocab=65536, worlds=[2, 4]),
         "suite": dict(),
     },

@@ -87,17 +87,19 @@ def _compile_first_calls(shapes: list[tuple[int, int]], steps: int, seed: int) -
 
 
 def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: int, compile: bool,
-        seed: int = 0) -> dict[str, Any]:
-    """Measure figure 1; returns the figure as a dict (rows, raw times, reading)."""
+        seed: int = 0, large_shapes: list[tuple[int, int]] = (), large_repeats: int = 2) -> dict[str, Any]:
+    """Measure figure 1; returns the figure as a dict (rows, raw times, reading). ``large_shapes`` (e.g. 4096×16384,
+    seconds per call) run after ``shapes`` with ``large_repeats`` rounds and one warm-up round."""
     t_start = time.perf_counter()
     comp: dict[str, Any] = {"ok": False, "why": "not requested (--quick / smoke configuration)",
                             "first_call_s": {}}
     if compile:
-        comp = _compile_first_calls(shapes, steps, seed)
+        comp = _compile_first_calls([*shapes, *large_shapes], steps, seed)
     torch_ns = _torch_ns(steps)
     gen = torch.Generator().manual_seed(seed + 1)
     rows, raw = [], {}
-    for shape in shapes:
+    plan = [(tuple(sh), repeats, warmup) for sh in shapes] + [(tuple(sh), large_repeats, 1) for sh in large_shapes]
+    for shape, shape_repeats, shape_warmup in plan:
         m, n = sorted(shape)
         G = torch.randn(shape, generator=gen)
         lhs = torch.randn((m, m), generator=gen).bfloat16()
@@ -111,7 +113,7 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
         if comp["ok"]:
             fns["ours_compiled"] = lambda G=G: zeropower_compiled(G, steps, method="standard")
         with torch.no_grad():
-            times = interleaved(fns, repeats=repeats, warmup=warmup)
+            times = interleaved(fns, repeats=shape_repeats, warmup=shape_warmup)
         flops = ns_flops(shape, steps)
         mm_flops = 2 * m * m * n
         mm_rate = [mm_flops / t for t in times["matmul"]]
@@ -153,6 +155,7 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
         "id": "zeropower",
         "title": "Figure 1 — zeropower (bf16 Newton–Schulz, 5 steps) vs a plain bf16 matmul",
         "config": {"shapes": [list(s) for s in shapes], "steps": steps, "repeats": repeats, "warmup": warmup,
+                   "large_shapes": [list(s) for s in large_shapes], "large_repeats": large_repeats,
                    "threads": torch.get_num_threads(), "compile": compile},
         "columns": [["shape", "shape (G)", "s"], ["gflop", "GFLOP / call", ".2f"],
                     ["matmul_gflops", "bf16 matmul GFLOP/s (roofline)", ".0f"],

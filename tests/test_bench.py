@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch.distributed as dist
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ lives in the checkout, next to tests/, and is not installed
     sys.path.insert(0, str(ROOT))
 
+from bench import distributed as bench_distributed  # noqa: E402
 from bench import run as bench_run  # noqa: E402
+from bench.nanochat_shapes import muon_shapes  # noqa: E402
 from bench.zeropower import ns_flops  # noqa: E402
 
 pytestmark = pytest.mark.distributed  # figures 4 and 5 spawn gloo process groups
@@ -66,8 +69,17 @@ def test_ratios_and_times_are_finite_and_positive(smoke):
                 assert _positive(row[key]), (fid, key, row)
             assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
     rows = figs["dist_muon"]["rows"]
-    assert len(rows) == 4 and rows[0]["speedup"] == 1.0
+    assert len(rows) == len(bench_distributed.CONFIGS) and rows[0]["speedup"] == 1.0
     assert all(_positive(r["s_per_step"]) and _positive(r["speedup"]) for r in rows)
+    # collectives per step, counted: none for one process; the pre-flight all_reduce plus, stacked, one
+    # reduce-scatter and one all-gather per shape group
+    cfg = figs["dist_muon"]["config"]
+    groups = len(set(muon_shapes(cfg["d_model"], cfg["depth"]).values()))
+    by = {r["config"]: r["collectives"] for r in rows}
+    assert by["Muon, 1 process × 1 thread"] == "none"
+    ag, rs = ("all_gather_single", "reduce_scatter_single") if hasattr(dist, "all_gather_single") else (
+        "all_gather_into_tensor", "reduce_scatter_tensor")  # one function under two names; torch 2.13 names *_single
+    assert by["DistMuon, 2 ranks × 1 thread, collectives='stacked'"] == f"{groups} {ag}, 1 all_reduce, {groups} {rs}"
 
 
 def test_state_bytes_shrink_with_the_world_size(smoke):
