@@ -22,7 +22,7 @@ import torch
 
 from optconform.impl.newton_schulz import NS_COEFFICIENTS, NS_EPS, _use_gram, zeropower_compiled, zeropower_eager
 
-from .timing import interleaved, load_average, median, paired_ratios
+from .timing import interleaved, load_average, median, paired_ratios, spread
 
 __all__ = ["ns_flops", "gram_flops", "run"]
 
@@ -127,7 +127,9 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
             rate = [flops / t for t in times[name]]
             row[f"{name}_ms"] = median(times[name]) * 1e3
             row[f"{name}_frac"] = median(paired_ratios(rate, mm_rate))
-        row["ours_vs_torch"] = median(paired_ratios(times["torch_optim"], times["ours_eager"]))
+        versus = paired_ratios(times["torch_optim"], times["ours_eager"])
+        row["ours_vs_torch"] = median(versus)
+        row["ours_vs_torch_range"] = "{:.2f}–{:.2f}".format(*spread(versus))
         row["gram_vs_torch"] = median(paired_ratios(times["ours_gram"], times["torch_optim"]))
         row["gram_vs_standard"] = median(paired_ratios(times["ours_gram"], times["ours_eager"]))
         row["auto"] = "gram" if _use_gram(G, "auto") else "standard"
@@ -167,6 +169,7 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
                     ["torch_optim_ms", "torch.optim.Muon NS ms", ".1f"],
                     ["torch_optim_frac", "torch NS / roofline", ".2f"],
                     ["ours_vs_torch", "torch time / ours (>1: ours faster)", ".2f"],
+                    ["ours_vs_torch_range", "its min–max over rounds", "s"],
                     ["gram_vs_torch", "Gram time / torch (<1: Gram faster)", ".2f"],
                     ["gram_vs_standard", "Gram time / our standard", ".2f"], ["auto", "method='auto'", "s"]],
         "rows": rows,
@@ -182,7 +185,14 @@ def run(*, shapes: list[tuple[int, int]], steps: int = 5, repeats: int, warmup: 
             "R ← Z(RZ), output Q·X, all bf16, restarts (X ← QX, R ← XXᵀ) after iterations 1 and 3 (segments of at most "
             "two iterations, so that no rounded Gram eigenvalue can diverge); its GFLOP column "
             "counts its own products, its rate column the standard iteration's FLOPs over its time (effective "
-            "rate). 'Gram time / torch' and 'Gram time / our standard' are per-round time ratios.",
+            "rate). 'Gram time / torch' and 'Gram time / our standard' are per-round time ratios. Why 'auto' never "
+            "picks it: forced onto every Newton–Schulz call, 4 of 20 seeds of the suite miss S7.2's spectral_max "
+            "bound by up to 1 %; a last iteration in standard form instead (segments [1], [2, 3], [4], [5], ~0.89× "
+            "the FLOPs) fails S7.2/S9.4's bias check on seeds 0 and 1 (directions with ŝ ≈ 0.05 respond 1.3× too "
+            "much); fewer restarts diverge on ill-conditioned input (impl/newton_schulz.py, GRAM_MIN_ASPECT).",
+            "Noise: this VM's speed swings (the same torch.optim call took 54–151 ms within one process while another "
+            "process ran), so a ratio from 7 rounds can scatter by ±15 % between repeats of the whole measurement; "
+            "the min–max column shows the scatter within this run. Run it on an otherwise idle machine.",
             "Compiled path: torch.compile(fullgraph=True) of the same kernel, inductor C++ backend, cold "
             "cache (a fresh TORCHINDUCTOR_CACHE_DIR); 'first call' = compile + one run. Shapes after the "
             "first distinct one may reuse a dynamic-shape graph, so their first calls are cheaper.",

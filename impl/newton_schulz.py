@@ -85,7 +85,8 @@ NS_METHODS = ("auto", "standard", "gram")
 #: ``method="auto"`` takes the Gram path for the seed's coefficients when max(m, n) >= GRAM_MIN_ASPECT·min(m, n) and
 #: min(m, n) >= GRAM_MIN_SIDE. Disabled (inf): forced onto every Newton–Schulz call, the Gram path misses the suite's
 #: spectral_max bound on 4 of 20 seeds (2, 10, 11, 17; one S7.2 case each, worst 1.2229 against 1.22, i.e. 1.01×),
-#: so it is opt-in only.
+#: so it is opt-in only. Also measured: the last iteration in standard form (segments [1], [2, 3], [4], [5]) fails the
+#: bias check on seeds 0 and 1 (S7.2, S9.4: directions with ŝ ≈ 0.05 respond 1.3× too much), so it is not an option.
 #: Where it would pay (CPU, 1 thread, bf16 with AMX): Gram / standard time 0.9–1.0 at aspect 2, 0.7–0.9 at 3–8,
 #: slower on square matrices and below a side of ~128; 3.0 and 256 are the values to restore if it passes.
 GRAM_MIN_ASPECT = math.inf
