@@ -3,7 +3,8 @@
 The names below are the target protocol (README "The target protocol"); each is documented in its
 module: bf16 Newton–Schulz (``newton_schulz``), Muon (``muon``), AdamW (``adamw``), SGD (``sgd``),
 the ZeRO-2 optimizers (``distributed``), schedules (``schedules``), clipping (``clipping``) and
-nanochat's optimizer setup and training step (``nanochat``).
+nanochat's optimizer setup and training step (``nanochat``). Checkpoints that reshard between world sizes
+(torch.distributed.checkpoint) are ``optconform.impl.checkpoint`` (not a protocol name).
 
 Variant options (SPEC "Variant options"): ``Muon``, ``AdamW``, ``DistMuon``, ``DistAdamW`` take every option of
 their clause as a constructor keyword (and ``from_profile(name, params, **overrides)``), ``zeropower`` takes

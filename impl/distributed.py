@@ -306,11 +306,14 @@ class DistMuon(_ZeRO2):
                                  f"{tuple(p.shape)}: give 0-D/1-D parameters to DistAdamW")
         if len({id(p) for p in tensors}) != len(tensors):
             raise ValueError("params must not contain the same tensor twice")
-        groups = []
+        groups, flat = [], []
         for shape in sorted({tuple(p.shape) for p in tensors}):
             idx = [j for j, p in enumerate(tensors) if tuple(p.shape) == shape]
             groups.append(dict(params=[items[j] for j in idx]))
+            flat += idx
         super().__init__(groups, defaults)
+        #: input_order[j]: the position, in param_groups order, of the j-th parameter given (checkpoint keys)
+        self.input_order = sorted(range(len(flat)), key=flat.__getitem__)
         self._check_device(tensors)
 
     @classmethod

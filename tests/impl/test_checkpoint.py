@@ -1,0 +1,222 @@
+"""impl.checkpoint: DCP checkpoints of Muon, AdamW, DistMuon and DistAdamW saved on W ranks and loaded on W′.
+
+Gradients are chosen so that the run does not depend on the world size: rank r of W gets g_t + (r − (W−1)/2)·d_t
+with g_t, d_t "dyadic" (integers / 1024, |·| < 4), so every partial sum is exact in float32 and gloo's AVG returns
+g_t exactly for any W. DistMuon is bitwise the Muon kernel on the mean gradient (tests/impl/test_distributed.py), and
+DistAdamW with fused=False bitwise the foreach AdamW, so an uninterrupted single-process run is the exact expectation
+for save at W → load at W′ → continue; with the fused kernel (alignment-dependent rounding) the float32 trajectory
+bound applies.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from optconform.conformance import tolerances as tol
+from optconform.conformance.metrics import rel_fro_error
+from optconform.conformance.spawn import run_distributed
+from optconform.impl import checkpoint
+from optconform.impl.adamw import AdamW
+from optconform.impl.distributed import DistAdamW, DistMuon
+from optconform.impl.muon import Muon
+
+pytestmark = [pytest.mark.distributed, pytest.mark.timeout(300)]
+SPAWN_TIMEOUT_S = 120
+
+# DistMuon: shape groups of 5, 3 and 1 matrices (uneven for W = 2, 3, 4; one group smaller than W)
+MUON_SHAPES = [(6, 4), (4, 6), (6, 4), (3, 5), (6, 4), (4, 6), (6, 4), (6, 4), (4, 6)]
+# DistAdamW: dim 0 of 7, 5, 2, 1, 9 and a 0-D parameter (uneven rows, fewer rows than ranks)
+ADAMW_SHAPES = [(7, 3), (5,), (2, 5), (), (1, 4), (9,)]
+STEPS, SAVE_AT = 5, 2
+LRS = [0.02, 0.018, 0.015, 0.01, 0.005]
+
+
+def _init(shapes, seed=12345):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=gen) for s in shapes]
+
+
+def _dyadic(shapes, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(-2048, 2048, s, generator=gen).float() / 1024 for s in shapes]
+
+
+def _grads(shapes, step, rank, world):
+    """g_t + (rank − (W−1)/2)·d_t: mean over the W ranks exactly g_t (see the module docstring)."""
+    g, d = _dyadic(shapes, 7919 * step + 1), _dyadic(shapes, 7919 * step + 2)
+    return [gi + (rank - (world - 1) / 2) * di for gi, di in zip(g, d, strict=True)]
+
+
+def _make(kind, params, **kw):
+    named = [(f"layer{j}.w", p) for j, p in enumerate(params)]
+    if kind == "DistMuon":
+        return DistMuon(named, lr=LRS[0], **kw)
+    if kind == "Muon":
+        return Muon([dict(params=named)], lr=LRS[0], **kw)
+    if kind == "DistAdamW":
+        return DistAdamW([dict(params=named)], lr=LRS[0], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1, **kw)
+    return AdamW([dict(params=named)], lr=LRS[0], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1, **kw)
+
+
+def _shapes(kind):
+    return MUON_SHAPES if "Muon" in kind else ADAMW_SHAPES
+
+
+def _run(opt, params, shapes, steps, rank, world):
+    for t in steps:
+        for p, g in zip(params, _grads(shapes, t, rank, world), strict=True):
+            p.grad = g
+        for group in opt.param_groups:
+            group["lr"] = LRS[t]
+        opt.step()
+
+
+def _phase(rank, world, kind, path, resume, kw):
+    """resume False: steps 0..SAVE_AT-1 from the initial parameters, then save (and the parameters, rank 0);
+    resume True: parameters from the save, a fresh optimizer (lr 1.0: the load restores it), load, the rest."""
+    shapes = _shapes(kind)
+    if not resume:
+        params = [torch.nn.Parameter(t) for t in _init(shapes)]
+        opt = _make(kind, params, **kw)
+        _run(opt, params, shapes, range(SAVE_AT), rank, world)
+        checkpoint.save(opt, os.path.join(path, "ckpt"), extra={"step": SAVE_AT, "note": "resume here"})
+        if rank == 0:
+            torch.save([p.detach() for p in params], os.path.join(path, "params.pt"))
+        return {"owned": sorted(k for k, p in enumerate(params) if opt.state.get(p))}
+    params = [torch.nn.Parameter(t) for t in torch.load(os.path.join(path, "params.pt"))]
+    opt = _make(kind, params, **kw)
+    for group in opt.param_groups:
+        group["lr"] = 1.0
+    extra = checkpoint.load(opt, os.path.join(path, "ckpt"))
+    lrs = sorted({g["lr"] for g in opt.param_groups})
+    owned = sorted(k for k, p in enumerate(params) if opt.state.get(p))
+    _run(opt, params, shapes, range(SAVE_AT, STEPS), rank, world)
+    return {"extra": extra, "lrs": lrs, "owned": owned, "params": [p.detach().clone() for p in params]}
+
+
+def _local(fn, *args):
+    """Run a phase in this process (single-process optimizers)."""
+    return [fn(0, 1, *args)]
+
+
+def _uninterrupted(kind, kw):
+    base = {"DistMuon": "Muon", "DistAdamW": "AdamW"}.get(kind, kind)
+    shapes = _shapes(kind)
+    params = [torch.nn.Parameter(t) for t in _init(shapes)]
+    opt = _make(base, params, **kw)
+    _run(opt, params, shapes, range(STEPS), 0, 1)
+    return [p.detach() for p in params]
+
+
+def _save_then_resume(tmp_path, kind_a, world_a, kind_b, world_b, kw):
+    a = (run_distributed(_phase, world_a, args=(kind_a, str(tmp_path), False, kw), timeout_s=SPAWN_TIMEOUT_S)
+         if kind_a.startswith("Dist") else _local(_phase, kind_a, str(tmp_path), False, kw))
+    b = (run_distributed(_phase, world_b, args=(kind_b, str(tmp_path), True, kw), timeout_s=SPAWN_TIMEOUT_S)
+         if kind_b.startswith("Dist") else _local(_phase, kind_b, str(tmp_path), True, kw))
+    return a, b
+
+
+@pytest.mark.parametrize("worlds", [(2, 3), (3, 1), (1, 4), (4, 2)], ids=lambda w: f"W{w[0]}to{w[1]}")
+@pytest.mark.parametrize("kind,kw", [("DistMuon", {}), ("DistAdamW", {"fused": False})], ids=["muon", "adamw"])
+def test_resharded_resume_is_bitwise_the_uninterrupted_run(tmp_path, kind, kw, worlds):
+    saved, resumed = _save_then_resume(tmp_path, kind, worlds[0], kind, worlds[1], kw)
+    expected = _uninterrupted(kind, kw)
+    n = len(_shapes(kind))
+    # state was sharded at W and is sharded at W′: every parameter's state on exactly one rank (DistMuon), rows of it
+    # on every rank that owns rows (DistAdamW); nothing lost
+    if kind == "DistMuon":
+        for res in (saved, resumed):
+            counts = [sum(k in r["owned"] for r in res) for k in range(n)]
+            assert counts == [1] * n, counts
+    else:
+        for res in (saved, resumed):
+            assert set().union(*(r["owned"] for r in res)) == set(range(n))
+    for r, res in enumerate(resumed):
+        assert res["extra"] == {"step": SAVE_AT, "note": "resume here"}
+        assert res["lrs"] == [LRS[SAVE_AT - 1]], "the hyperparameters come from the checkpoint"
+        for k, (a, b) in enumerate(zip(res["params"], expected, strict=True)):
+            assert torch.equal(a, b), f"rank {r}: parameter {k} differs from the uninterrupted run"
+
+
+def test_fused_distadamw_resumes_within_the_float32_bound(tmp_path):
+    _, resumed = _save_then_resume(tmp_path, "DistAdamW", 3, "DistAdamW", 2, {})
+    expected = _uninterrupted("DistAdamW", {})
+    bound = tol.f32_trajectory_rtol(STEPS)
+    for a, b in zip(resumed[0]["params"], expected, strict=True):
+        assert rel_fro_error(a, b) <= bound
+    assert all(torch.equal(a, b) for a, b in zip(resumed[0]["params"], resumed[1]["params"], strict=True))
+
+
+@pytest.mark.parametrize("kinds", [("DistMuon", 3, "Muon", 1), ("Muon", 1, "DistMuon", 2),
+                                   ("DistAdamW", 2, "AdamW", 1), ("AdamW", 1, "DistAdamW", 4)],
+                         ids=lambda k: f"{k[0]}{k[1]}to{k[2]}{k[3]}")
+def test_single_process_and_zero2_checkpoints_load_into_each_other(tmp_path, kinds):
+    kw = {"fused": False} if "AdamW" in kinds[0] else {}
+    _, resumed = _save_then_resume(tmp_path, kinds[0], kinds[1], kinds[2], kinds[3], kw)
+    expected = _uninterrupted(kinds[0], kw)
+    for res in resumed:
+        for a, b in zip(res["params"], expected, strict=True):
+            assert torch.equal(a, b)
+
+
+def test_consolidated_file_round_trip(tmp_path):
+    """DistAdamW on 2 ranks → one torch.save file with the full moments → back to DCP → resumes on 3 ranks."""
+    run_distributed(_phase, 2, args=("DistAdamW", str(tmp_path), False, {"fused": False}), timeout_s=SPAWN_TIMEOUT_S)
+    checkpoint.consolidate(tmp_path / "ckpt", tmp_path / "one.pt")
+    one = torch.load(tmp_path / "one.pt", weights_only=False)
+    full = one["optim"]["state"]["layer0.w"]["exp_avg"] if "optim" in one else one["optim/state/layer0.w/exp_avg"]
+    assert tuple(full.shape) == ADAMW_SHAPES[0] and not hasattr(full, "to_local")
+    (tmp_path / "ckpt").rename(tmp_path / "original")
+    checkpoint.from_consolidated(tmp_path / "one.pt", tmp_path / "ckpt")
+    resumed = run_distributed(_phase, 3, args=("DistAdamW", str(tmp_path), True, {"fused": False}),
+                              timeout_s=SPAWN_TIMEOUT_S)
+    for a, b in zip(resumed[0]["params"], _uninterrupted("DistAdamW", {"fused": False}), strict=True):
+        assert torch.equal(a, b)
+
+
+def _wrong_rank(rank, world, path, case):
+    shapes = list(MUON_SHAPES)
+    if case == "shape":
+        shapes[3] = (5, 3)
+    elif case == "order":
+        shapes[0], shapes[1] = shapes[1], shapes[0]
+    params = [torch.nn.Parameter(t) for t in _init(shapes)]
+    opt = (_make("DistAdamW", params) if case == "family" else _make("DistMuon", params))
+    if case == "names":
+        opt = DistMuon([(f"block{j}.w", p) for j, p in enumerate(params)])
+    before = {id(p): dict(s) for p, s in opt.state.items()}
+    try:
+        checkpoint.load(opt, os.path.join(path, "missing" if case == "path" else "ckpt"))
+    except Exception as exc:
+        return type(exc).__name__, str(exc), dict(opt.state) == before
+    return None
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("shape", "parameter 3: the checkpoint has 'layer3.w' of shape (3, 5)"),
+    ("order", "parameter 0: the checkpoint has 'layer0.w' of shape (6, 4) and torch.float32, this optimizer "
+              "'layer0.w' of shape (4, 6)"),
+    ("names", "(first difference: the key)"),
+    ("family", "holds a DistMuon (muon family) state; this is a DistAdamW (adamw family)"),
+    ("path", "cannot read"),
+])
+def test_wrong_checkpoint_is_refused_on_every_rank(tmp_path, case, expect):
+    run_distributed(_phase, 2, args=("DistMuon", str(tmp_path), False, {}), timeout_s=SPAWN_TIMEOUT_S)
+    results = run_distributed(_wrong_rank, 3, args=(str(tmp_path), case), timeout_s=SPAWN_TIMEOUT_S)
+    for r, res in enumerate(results):
+        assert res is not None, f"rank {r} loaded a wrong checkpoint"
+        kind, msg, untouched = res
+        assert kind == "ValueError" and expect in msg, (r, msg)
+        assert untouched
+
+
+def test_single_process_save_load_needs_no_process_group(tmp_path):
+    """Muon with a per-parameter step count (momentum_form='bias_corrected'): the int survives the round trip."""
+    assert not dist.is_initialized()
+    _, resumed = _save_then_resume(tmp_path, "Muon", 1, "Muon", 1, {"momentum_form": "bias_corrected"})
+    expected = _uninterrupted("Muon", {"momentum_form": "bias_corrected"})
+    assert all(torch.equal(a, b) for a, b in zip(resumed[0]["params"], expected, strict=True))
