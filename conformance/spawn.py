@@ -137,13 +137,16 @@ def _read(path: str) -> Any:
         return pickle.load(fh)
 
 
-def _failure(workdir: str, processes: Sequence[Any], torch_exc: Exception | None) -> RankFailure:
-    errors = {r: _read(_path(workdir, "error", r)) for r in range(len(processes))
+def _failure(workdir: str, exitcodes: Sequence[int | None], torch_exc: Exception | None) -> RankFailure:
+    """``exitcodes``: each rank's exit code *before* the harness stopped the others (None: still running), so a rank
+    killed from outside (SIGKILL by the OOM killer, say) is told apart from the peers the harness killed."""
+    errors = {r: _read(_path(workdir, "error", r)) for r in range(len(exitcodes))
               if os.path.exists(_path(workdir, "error", r))}
     failures = {r: e["traceback"] for r, e in errors.items()}
-    for r, p in enumerate(processes):
-        if r not in failures and p.exitcode not in (0, None, -signal.SIGTERM, -signal.SIGKILL):
-            failures[r] = f"process exited with code {p.exitcode} (negative = killed by that signal)"
+    for r, code in enumerate(exitcodes):
+        if r not in failures and code not in (0, None):
+            failures[r] = (f"process exited with code {code}" if code > 0 else
+                           f"process killed by {signal.Signals(-code).name} (signal {-code})")
     silent = sorted(r for r in failures if r not in errors)  # died without a word: killed, os._exit, a crash
     if silent:  # the others' errors (a peer closed the connection) are its consequences
         rank = silent[0]
@@ -202,8 +205,9 @@ def run_distributed(fn: Callable[..., Any], world_size: int, *, args: tuple = ()
                 if ctx.join(timeout=min(0.2, remaining), grace_period=_KILL_GRACE_S):
                     break
             except ProcessException as exc:
+                exitcodes = [p.exitcode for p in ctx.processes]  # before the harness kills anyone
                 _kill(ctx.processes)
-                raise _failure(workdir, ctx.processes, exc) from None
+                raise _failure(workdir, exitcodes, exc) from None
         return [_read(_path(workdir, "result", r)) for r in range(world_size)]
     finally:
         if ctx is not None:

@@ -3,12 +3,18 @@
     python examples/train_tiny_gpt.py --steps 40
     torchrun --standalone --nproc-per-node 2 examples/train_tiny_gpt.py --steps 40
 
+Checkpoints (``optconform.impl.checkpoint``, torch.distributed.checkpoint underneath) save on W ranks and resume
+on any W′, the optimizer state resharded:
+
+    torchrun --standalone --nproc-per-node 2 examples/train_tiny_gpt.py --steps 20 --total 40 --save /tmp/ckpt
+    torchrun --standalone --nproc-per-node 3 examples/train_tiny_gpt.py --steps 20 --total 40 --resume /tmp/ckpt
+
 Matrices under ``transformer.h`` get Muon (DistMuon under torchrun), the embedding and lm_head get AdamW
 (DistAdamW), with nanochat's learning rates, d_model scaling, warmdown schedule, Muon momentum ramp and
 gradient clipping (``optconform.impl.setup_optimizers`` / ``train_step``). The task: predict the next
 token of a fixed random permutation, which a 2-layer MLP "transformer" learns in a few dozen steps.
 Prints one JSON line per rank at the end (and writes it to ``--out-dir/rank<r>.json`` when given): world
-size, first and last loss, and a parameter checksum (identical on every rank).
+size, the first iteration run, first and last loss, and a parameter checksum (identical on every rank).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import sys
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 import torch.nn as nn
 
-from optconform.impl import setup_optimizers, train_step
+from optconform.impl import checkpoint, setup_optimizers, train_step
 
 
 class TinyGPT(nn.Module):
@@ -47,6 +54,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--grad-accum", type=int, default=2)
     ap.add_argument("--out-dir", default=None, help="also write rank<r>.json there (ranks' stdout can interleave)")
+    ap.add_argument("--total", type=int, default=None, help="iterations of the whole run (schedule length); "
+                    "default: where this invocation stops")
+    ap.add_argument("--save", default=None, help="write a checkpoint (model, both optimizers) to this folder")
+    ap.add_argument("--resume", default=None, help="continue from a checkpoint folder written by --save (any W)")
     args = ap.parse_args()
     distributed = "RANK" in os.environ  # set by torchrun
     if distributed:
@@ -57,17 +68,30 @@ def main() -> None:
     model = TinyGPT(vocab, d_model, n_layer=2)
     perm = torch.randperm(vocab)
     optimizers = setup_optimizers(model, model_dim=d_model)
-    data = torch.Generator().manual_seed(1 + rank)  # each rank sees its own batches
+    start = 0
+    if args.resume:
+        weights = model.state_dict()
+        dcp.load(weights, checkpoint_id=os.path.join(args.resume, "model"), no_dist=not distributed)
+        model.load_state_dict(weights)
+        for k, opt in enumerate(optimizers):
+            start = checkpoint.load(opt, os.path.join(args.resume, f"optimizer{k}"))["it"]
+    total = args.total or start + args.steps
+    data = torch.Generator().manual_seed(1 + rank + 1000 * start)  # each rank sees its own batches
     losses = []
-    for it in range(args.steps):
+    for it in range(start, start + args.steps):
         def micro_step():
             idx = torch.randint(vocab, (16,), generator=data)
             return model(idx, perm[idx])
 
-        info = train_step(model, optimizers, [micro_step] * args.grad_accum, it=it, num_iterations=args.steps)
+        info = train_step(model, optimizers, [micro_step] * args.grad_accum, it=it, num_iterations=total)
         losses.append(info["loss"])
+    if args.save:
+        dcp.save(model.state_dict(), checkpoint_id=os.path.join(args.save, "model"), no_dist=not distributed)
+        for k, opt in enumerate(optimizers):
+            checkpoint.save(opt, os.path.join(args.save, f"optimizer{k}"), extra={"it": start + args.steps})
     checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
-    line = json.dumps(dict(rank=rank, world=dist.get_world_size() if distributed else 1, first_loss=losses[0],
+    line = json.dumps(dict(rank=rank, world=dist.get_world_size() if distributed else 1, start=start,
+                           first_loss=losses[0],
                            last_loss=losses[-1], checksum=checksum))
     print(line, flush=True)
     if args.out_dir:

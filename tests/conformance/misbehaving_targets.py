@@ -6,12 +6,17 @@
 * ``nan_at_step``: SGD whose parameters turn NaN at step 3;
 * ``raising_step``: Muon whose ``step`` raises at its third call;
 * ``never_returns``: an ``lr_multiplier`` that sleeps forever at ``it = 7``;
-* ``dead_rank``: DistMuon whose rank 1 process dies (``os._exit``) in its second step.
+* ``dead_rank``: DistMuon whose rank 1 process dies (``os._exit``) in its second step;
+* ``raising_rank``: DistMuon whose rank 1 raises in its second step, after the reduce-scatter and before the
+  all-gather (rank 0 is then inside a collective its partner never joins);
+* ``killed_rank``: DistMuon whose rank 1 is killed with SIGKILL in its second step while its collectives are in
+  flight.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from types import SimpleNamespace
 
@@ -85,6 +90,24 @@ class _DyingDistMuon(impl.DistMuon):
         return super().step(closure)
 
 
+class _RaisingRankDistMuon(_DyingDistMuon):
+    def step(self, closure=None):
+        self.calls += 1
+        return impl.DistMuon.step(self, closure)
+
+    def _step_owned(self, group, own, grads):
+        if self.calls == 2 and dist.get_rank() == 1:
+            raise FloatingPointError("rank 1 gave up between its reduce-scatter and its all-gather")
+        return super()._step_owned(group, own, grads)
+
+
+class _KilledRankDistMuon(_RaisingRankDistMuon):
+    def _step_owned(self, group, own, grads):
+        if self.calls == 2 and dist.get_rank() == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would, with collectives in flight
+        return impl.DistMuon._step_owned(self, group, own, grads)
+
+
 zero_output = _target(zeropower=_zeros)
 double_output = _target(zeropower=_double)
 ignores_lr_mul = _target(AdamW=_adamw_ignoring_muls)
@@ -92,3 +115,5 @@ nan_at_step = _target(SGD=_NaNSGD)
 raising_step = _target(Muon=_RaisingMuon)
 never_returns = _target(lr_multiplier=_sleepy_lr_multiplier)
 dead_rank = _target(DistMuon=_DyingDistMuon)
+raising_rank = _target(DistMuon=_RaisingRankDistMuon)
+killed_rank = _target(DistMuon=_KilledRankDistMuon)

@@ -39,9 +39,10 @@ def run_suite(target: str, tmp_path: Path, *args: str, select: str | None = None
     return _read(report, proc.stdout + proc.stderr, proc.returncode)
 
 
-def run_many(jobs: dict[str, dict], tmp_path: Path, timeout: float = 1200) -> dict[str, dict]:
+def run_many(jobs: dict[str, dict], tmp_path: Path, timeout: float = 1200, env: dict[str, str] | None = None
+             ) -> dict[str, dict]:
     """``{name: run_suite's report}`` for ``{name: dict(target=…, select=…, world_sizes=…, args=(…))}``, all
-    sessions in one interpreter."""
+    sessions in one interpreter (``env``: extra environment variables, inherited by every rank process)."""
     specs = []
     for name, job in jobs.items():
         d = tmp_path / name
@@ -50,7 +51,7 @@ def run_many(jobs: dict[str, dict], tmp_path: Path, timeout: float = 1200) -> di
                                      job.get("world_sizes", "")), out=str(d / "out.txt"), rc=str(d / "rc")))
     (tmp_path / "jobs.json").write_text(json.dumps(specs))
     proc = subprocess.run([sys.executable, str(HERE / "suite_batch.py"), str(tmp_path / "jobs.json")], cwd=tmp_path,
-                          env=_env(), capture_output=True, text=True, timeout=timeout)
+                          env=_env(env), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = {}
     for name in jobs:
@@ -68,3 +69,17 @@ def rows(report: dict) -> dict[str, dict]:
 def level(report: dict, clause: str, name: str) -> dict:
     """The summary cell of ``clause`` at level ``name`` (cases judged, failed, verdict, worst)."""
     return rows(report)[clause]["levels"][name]
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs of live processes (other than this one) whose environment holds ``marker`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found

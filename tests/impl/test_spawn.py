@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 
 import pytest
@@ -33,6 +34,23 @@ def _raise_on_rank_1(rank: int, world_size: int):
 def _sleep_forever_on_rank_1(rank: int, world_size: int):
     if rank == 1:
         time.sleep(10_000)
+    return rank
+
+
+def _sigkill_rank_1_in_a_collective(rank: int, world_size: int):
+    t = torch.ones(1 << 16)
+    work = dist.all_reduce(t, async_op=True)  # in flight on both ranks
+    if rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    work.wait()
+    dist.barrier()
+    return rank
+
+
+def _rank_1_skips_a_collective(rank: int, world_size: int):
+    if rank == 0:
+        dist.all_reduce(torch.ones(4))  # rank 1 never enters it
+        dist.all_reduce(torch.ones(4))
     return rank
 
 
@@ -88,3 +106,29 @@ def test_bad_arguments_raise_value_error():
         run_distributed(_sum_of_ranks, 0)
     with pytest.raises(ValueError, match="^timeout_s"):
         run_distributed(_sum_of_ranks, 1, timeout_s=0)
+
+
+@pytest.mark.timeout(120)
+def test_a_rank_killed_inside_a_collective_is_blamed_not_its_peer():
+    """SIGKILL (as the OOM killer sends) while an all_reduce is in flight: its peer sees 'connection reset' and
+    fails too, but the report names the killed rank and the signal; no process is left."""
+    t0 = time.monotonic()
+    with pytest.raises(RankFailure) as info:
+        run_distributed(_sigkill_rank_1_in_a_collective, 2, timeout_s=90)
+    assert info.value.rank == 1 and "process killed by SIGKILL (signal 9)" in str(info.value)
+    assert time.monotonic() - t0 < 60
+    assert [p for p in multiprocessing.active_children() if p.is_alive()] == []
+
+
+@pytest.mark.timeout(120)
+def test_a_rank_that_never_enters_a_collective_stops_every_rank_within_the_timeout():
+    """Rank 1 skips the all_reduce rank 0 waits in: the run ends at the timeout, naming rank 0 as still in fn with its
+    stack in all_reduce and rank 1 as done with fn (the one that skipped); never a hang, no process left."""
+    t0 = time.monotonic()
+    with pytest.raises(RankTimeout) as info:
+        run_distributed(_rank_1_skips_a_collective, 2, timeout_s=8)
+    assert time.monotonic() - t0 < 8 + 20
+    err = info.value
+    assert err.ranks == [0] and err.finishing == [1]
+    assert "in all_reduce" in err.stacks[0] and "_rank_1_skips_a_collective" in err.stacks[0]
+    assert [p for p in multiprocessing.active_children() if p.is_alive()] == []
