@@ -14,6 +14,7 @@ torch.optim's names plus the number of state elements it holds in all.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,15 +79,41 @@ class Replayed:
     after: list[list[np.ndarray]]  # [step][param] parameters after the step
     state: list[dict[str, np.ndarray]] = field(default_factory=list)  # [param] final state, torch.optim keys
     state_elements: int = 0  # elements of every tensor the optimizer keeps in its state (but its step counts)
+    #: with ``resume_at``: [param] state key -> max |after load − before save| (inf: missing after the load)
+    restored: list[dict[str, float]] | None = None
 
 
 def _f64(t) -> np.ndarray:
     return t.detach().to("cpu").double().numpy().copy()
 
 
+def _round_trip(make_optimizer: Callable[..., Any], opt: Any, params: list, hyper: dict[str, Any]
+                ) -> tuple[Any, list[dict[str, float]]]:
+    """``opt.state_dict()`` through torch.save / torch.load into a fresh ``make_optimizer(params, **hyper)``; returns
+    it and, per parameter, how far each state entry moved (inf: gone) between the save and the load."""
+    import io
+
+    import torch
+
+    before = [{k: _f64(torch.as_tensor(v)) for k, v in opt.state.get(p, {}).items()} for p in params]
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    fresh = make_optimizer(params, **hyper)
+    fresh.load_state_dict(torch.load(buf, weights_only=False))
+    moved = []
+    for p, old in zip(params, before, strict=True):
+        new = fresh.state.get(p, {})
+        moved.append({k: float(np.max(np.abs(_f64(torch.as_tensor(new[k])) - v), initial=0.0)) if k in new else math.inf
+                      for k, v in old.items()})
+    return fresh, moved
+
+
 def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device, dtype,
-                 rank: int | None = None) -> Replayed:
-    """Run ``traj`` through ``make_optimizer(params, **traj.hyper)`` (this process's gradients, or ``rank``'s)."""
+                 rank: int | None = None, resume_at: int | None = None) -> Replayed:
+    """Run ``traj`` through ``make_optimizer(params, **traj.hyper)`` (this process's gradients, or ``rank``'s).
+    ``resume_at``: before that step, save ``state_dict()`` (torch.save), build a fresh optimizer on the same
+    parameters and ``load_state_dict`` it, then go on (a checkpoint and resume)."""
     import torch
 
     params = [torch.nn.Parameter(torch.as_tensor(p0, dtype=dtype, device=device).clone()) for p0 in traj.params0]
@@ -97,6 +124,8 @@ def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device
     grads_at = traj.grads_of(rank)
     out = Replayed([], [], [])
     for t in range(traj.steps):
+        if t == resume_at:
+            opt, out.restored = _round_trip(make_optimizer, opt, params, traj.hyper)
         out.before.append([_f64(p) for p in params])
         for p, g in zip(params, grads_at(t), strict=True):
             p.grad = torch.as_tensor(g, dtype=dtype, device=device).clone()

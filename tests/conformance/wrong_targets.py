@@ -169,7 +169,10 @@ def make_muon(mistake: str | None = None):
     """Muon with one switch: ``polar_express`` / ``clamp_eps`` (another Newton–Schulz map), ``muon_plus`` (the
     update rescaled to ‖O‖_F = sqrt(min(rows, cols)), nanochat master), ``normuon`` (each row divided by the root
     of an EMA, β₂ = 0.9, of its mean square, then renormalised to ‖O‖_F: NorMuon as nanochat master has it),
-    ``decoupled_weight_decay`` (θ·(1 − lr·0.1) first, which the seed's Muon does not do), and the three below."""
+    ``decoupled_weight_decay`` (θ·(1 − lr·0.1) first, which the seed's Muon does not do),
+    ``momentum_outside_state`` (buffers in an attribute, not ``self.state``: ``state_dict()`` misses them, so a
+    resumed run restarts its momentum from zero; KellerJordan/Muon #46 lost non-owner momentum alike), and the
+    three below."""
     zp = make_zeropower(mistake) if mistake in ("polar_express", "clamp_eps") else impl.zeropower
 
     class Muon(torch.optim.Optimizer):
@@ -183,6 +186,8 @@ def make_muon(mistake: str | None = None):
                 for p in group["params"]:
                     g = p.grad
                     st = self.state[p]
+                    if mistake == "momentum_outside_state":  # kept where state_dict() does not look (#46-like)
+                        st = self.__dict__.setdefault("buffers", {}).setdefault(p, {})
                     buf = st.setdefault("momentum_buffer", torch.zeros_like(g))
                     if mistake == "momentum_sum":  # heavy-ball sum: a constant factor 1/(1-β) off the average
                         buf.mul_(beta).add_(g)
@@ -508,6 +513,8 @@ CATALOG: dict[str, Entry] = {
     "muon_aspect_inverted": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_muon("aspect_inverted"))),
     "muon_momentum_sum": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_muon("momentum_sum"))),
     "muon_nesterov_ignored": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_muon("nesterov_ignored"))),
+    "muon_momentum_outside_state": Entry("S7.2", "core", "test_resume and Muon", "", _target(
+        Muon=make_muon("momentum_outside_state"))),
     "adamw_eps_before_bias_correction": Entry("S8.2", "core", "adamw", "", _target(
         AdamW=make_adamw("eps_before_bias_correction"))),
     "adamw_no_bias_correction_v": Entry("S8.2", "core", "adamw", "", _target(AdamW=make_adamw("no_bias_correction_v"))),

@@ -1,0 +1,38 @@
+"""A checkpoint round trip must not change an optimizer's trajectory.
+
+The case replays one trajectory twice through the target: uninterrupted, and with ``state_dict()`` saved
+(torch.save) before step k, a fresh optimizer built on the same parameters and ``load_state_dict`` given the saved
+dict (``stepping.step_through(resume_at=k)``). From step k on the parameters must agree with the uninterrupted
+run's. A state entry the round trip lost or changed (momentum kept outside ``self.state``, a buffer that
+``load_state_dict`` does not restore, a step count reset: KellerJordan/Muon #46) is named in the evidence.
+"""
+
+from __future__ import annotations
+
+import math
+
+from optconform.conformance.metrics import rel_fro_error
+from optconform.conformance.report import Verdict
+from optconform.conformance.stepping import Replayed
+from optconform.conformance.tolerances import F32_STEP_RTOL
+
+__all__ = ["RESUME_RTOL", "judge_resume"]
+
+#: Per step, ‖θ_resumed − θ_uninterrupted‖_F / ‖θ_uninterrupted‖_F. Both runs execute the same target on the same
+#: float32 inputs, so a correct target is bitwise equal unless its kernels round by memory layout or thread
+#: schedule; one float32 step's bound (tolerances.F32_STEP_RTOL, 16u) admits that and nothing else: a lost momentum
+#: buffer moves θ by about lr·‖ΔO‖/‖θ‖ ~ 1e-2 in these cases.
+RESUME_RTOL = F32_STEP_RTOL
+
+
+def judge_resume(verdict: Verdict, plain: Replayed, resumed: Replayed, at: int, *, case: str = "") -> None:
+    """Per step, the resumed run's parameters against the uninterrupted run's (0 before step ``at``)."""
+    errs = [0.0 if t < at else max(rel_fro_error(r, p) for r, p in zip(resumed.after[t], plain.after[t], strict=True))
+            for t in range(len(plain.after))]
+    lost = [f"param {i} {key} {'missing after load_state_dict' if math.isinf(d) else f'changed by up to {d:.3g}'}"
+            for i, moved in enumerate(resumed.restored or []) for key, d in moved.items() if d > 0]
+    evidence = ("the round trip lost state: " + "; ".join(lost[:4]) + (f"; … {len(lost) - 4} more" if len(lost) > 4
+                                                                         else "")) if lost else \
+        "the saved state came back unchanged, yet the steps after the load differ: state kept outside state_dict()"
+    verdict.trajectory(f"θ after a state_dict round trip before step {at} vs uninterrupted", errs, RESUME_RTOL,
+                       case=case, evidence=evidence)
