@@ -40,6 +40,7 @@ class Trajectory:
     expected: list[list[np.ndarray]] | None = None  # golden params after each step, [step][param]
     expected_state: list[list[dict[str, np.ndarray]]] | None = None  # golden state after each step [step][param]
     attrs: list[dict] = field(default_factory=list)  # per-parameter attributes (lr_mul, wd_mul)
+    resume_at: int | None = None  # a state_dict round trip before this step (step_through), as a checkpoint would
 
     @property
     def steps(self) -> int:
@@ -123,6 +124,7 @@ def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device
     opt = make_optimizer(params, **traj.hyper)
     grads_at = traj.grads_of(rank)
     out = Replayed([], [], [])
+    resume_at = traj.resume_at if resume_at is None else resume_at
     for t in range(traj.steps):
         if t == resume_at:
             opt, out.restored = _round_trip(make_optimizer, opt, params, traj.hyper)

@@ -122,3 +122,14 @@ class DistAdamW(torch.optim.Optimizer):
             if p.grad is not None:
                 dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
         return self._zero.step()
+
+    def state_dict(self) -> dict:
+        """This rank's shard: the state dict of the local optimizer ZeRO wraps (ZeRO's own ``state_dict`` needs a
+        ``consolidate_state_dict`` onto one rank first)."""
+        return self._zero.optim.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a shard saved by ``state_dict`` on the same rank into the local optimizer (torch.optim.Optimizer's
+        own ``load_state_dict`` would rebind ``self.state`` away from it: the resume case caught that)."""
+        self._zero.optim.load_state_dict(state_dict)
+        self.state = self._zero.optim.state

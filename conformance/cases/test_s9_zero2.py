@@ -8,6 +8,9 @@ the rank, after ``--dist-timeout`` seconds at most). Judged (``judges.zero2``):
   optimizer (S7.2 / S8.2) stepped on the mean of the ranks' gradients, live and against the goldens; every
   optimizer-state element is held by exactly one rank and equals the reference's and the golden one; no rank
   holds more state than a balanced layout needs;
+* core, "resume": the live trajectory with every rank's own ``state_dict()`` saved before step 6 (torch.save), a
+  fresh optimizer built on every rank and given that rank's dict; each rank's later steps must match its
+  uninterrupted run (``judges.resume``): a target whose checkpoints lose a rank's state (KellerJordan/Muon #46) fails;
 * layout: the state sits where S9.2 (block-cyclic owners within same-shape groups) and S9.3 (dim-0 rows in
   chunks of ceil(dim0/W)) put it.
 
@@ -32,9 +35,10 @@ from optconform.conformance.judges import zero2 as Z
 from optconform.conformance.judges.float_family import adamw_step, adamw_variants, judge_float_family
 from optconform.conformance.judges.muon import judge_muon
 from optconform.conformance.judges.ns import matrix_norms
+from optconform.conformance.judges.resume import judge_resume
 from optconform.conformance.plugin import option, variant_values
 from optconform.conformance.spawn import RankFailure, RankTimeout
-from optconform.conformance.stepping import Trajectory, case_dtype, from_golden
+from optconform.conformance.stepping import Replayed, Trajectory, case_dtype, from_golden
 from optconform.conformance.tolerances import (
     F32_STEP_RTOL,
     F32_STEP_RTOL_STRICT,
@@ -94,7 +98,11 @@ SHAPES = {
     ("DistMuon", "single"): [(128, 256)] * 6,
     ("DistAdamW", "large"): [(257, 4), (35, 32), (1029,)],
 }
-KINDS = {"DistMuon": ("golden", "live", "groups", "single"), "DistAdamW": ("golden", "live", "even", "large")}
+KINDS = {"DistMuon": ("golden", "live", "groups", "single", "resume"),
+         "DistAdamW": ("golden", "live", "even", "large", "resume")}
+#: "resume": the live trajectory again with each rank's state_dict() saved before this step (torch.save), a fresh
+#: optimizer built and load_state_dict given that rank's own dict; judged against the live run, rank by rank
+RESUME_AT = 6
 
 
 def _shaped(kind: str, which: str, world_size: int, rng: np.random.Generator) -> Trajectory:
@@ -125,7 +133,21 @@ def _trajectories(kind: str, world_size: int, live_seed: int, values: dict) -> d
     for which in KINDS[kind]:
         if (kind, which) in SHAPES:
             out[which] = _shaped(kind, which, world_size, rng)
+    out["resume"] = replace(out["live"], case_id=out["live"].case_id.replace("live", "live resume"),
+                            resume_at=RESUME_AT)
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _judge_resume(case: Case, dist_results, kind: str, world_size: int, recs: list[dict]) -> None:
+    """Every rank's resumed run against its uninterrupted live run (same spawn, same gradients)."""
+    names, records = dist_results(kind, world_size, case.verdict.level)
+    live = [records[r][names.index("live")] for r in range(world_size)]
+    judge_resume(case.verdict, [_replayed(rec) for rec in live], [_replayed(rec) for rec in recs], RESUME_AT,
+                 case=f"resume W={world_size}")
+
+
+def _replayed(rec: dict) -> Replayed:
+    return Replayed(rec["before"], rec["grads"], rec["after"], restored=rec.get("restored"))
 
 
 def _runnable(target, traj: Trajectory) -> bool:
@@ -207,6 +229,9 @@ def test_dist_muon(case, dist_results, live_seed, world_size, which):
     if got is None:
         return
     traj, recs = got
+    if which == "resume":
+        _judge_resume(case, dist_results, "DistMuon", world_size, recs)
+        return
     Z.judge_identical_ranks(case.verdict, traj, recs)
     states = judge_muon(case.verdict, traj, Z.mean_replay(traj, recs), strict=case.strict,
                         extra_rtol=dist_average_rtol(world_size), options=case.options)
@@ -227,6 +252,9 @@ def test_dist_adamw(case, dist_results, live_seed, world_size, which):
     if got is None:
         return
     traj, recs = got
+    if which == "resume":
+        _judge_resume(case, dist_results, "DistAdamW", world_size, recs)
+        return
     Z.judge_identical_ranks(case.verdict, traj, recs)
     extra = dist_average_rtol(world_size)
     step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra

@@ -25,14 +25,22 @@ __all__ = ["RESUME_RTOL", "judge_resume"]
 RESUME_RTOL = F32_STEP_RTOL
 
 
-def judge_resume(verdict: Verdict, plain: Replayed, resumed: Replayed, at: int, *, case: str = "") -> None:
-    """Per step, the resumed run's parameters against the uninterrupted run's (0 before step ``at``)."""
-    errs = [0.0 if t < at else max(rel_fro_error(r, p) for r, p in zip(resumed.after[t], plain.after[t], strict=True))
-            for t in range(len(plain.after))]
-    lost = [f"param {i} {key} {'missing after load_state_dict' if math.isinf(d) else f'changed by up to {d:.3g}'}"
-            for i, moved in enumerate(resumed.restored or []) for key, d in moved.items() if d > 0]
-    evidence = ("the round trip lost state: " + "; ".join(lost[:4]) + (f"; … {len(lost) - 4} more" if len(lost) > 4
-                                                                         else "")) if lost else \
+def judge_resume(verdict: Verdict, plain: Replayed | list[Replayed], resumed: Replayed | list[Replayed], at: int, *,
+                 case: str = "") -> None:
+    """Per step, the resumed run's parameters against the uninterrupted run's (0 before step ``at``); lists: one
+    run per rank, the worst rank per step, and the lost state named by rank (a rank's steps can go wrong because
+    another rank lost its state: the all-gather brings its matrices)."""
+    plains = plain if isinstance(plain, list) else [plain]
+    resumeds = resumed if isinstance(resumed, list) else [resumed]
+    errs = [0.0 if t < at else max(rel_fro_error(r, p) for pr, rr in zip(plains, resumeds, strict=True)
+                                   for r, p in zip(rr.after[t], pr.after[t], strict=True))
+            for t in range(len(plains[0].after))]
+    lost = [f"{f'rank {k} ' if len(resumeds) > 1 else ''}param {i} {key} "
+            f"{'missing after load_state_dict' if math.isinf(d) else f'changed by up to {d:.3g}'}"
+            for k, run in enumerate(resumeds) for i, moved in enumerate(run.restored or [])
+            for key, d in moved.items() if d > 0]
+    more = f"; … {len(lost) - 4} more" if len(lost) > 4 else ""
+    evidence = ("the round trip lost state: " + "; ".join(lost[:4]) + more) if lost else \
         "the saved state came back unchanged, yet the steps after the load differ: state kept outside state_dict()"
     verdict.trajectory(f"θ after a state_dict round trip before step {at} vs uninterrupted", errs, RESUME_RTOL,
                        case=case, evidence=evidence)

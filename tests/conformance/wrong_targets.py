@@ -453,6 +453,19 @@ class DistMuonUnsharded(impl.Muon):
         return super().step(closure)
 
 
+class DistMuonRank0Checkpoint(impl.DistMuon):
+    """Right steps, but checkpoints written for "save on rank 0, load everywhere": ``load_state_dict`` takes rank
+    0's dict on every rank, so every other rank loses the momentum of the matrices it owns (KellerJordan/Muon #46)."""
+
+    def __init__(self, params, *, lr, momentum, nesterov, ns_steps):
+        super().__init__(params, lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+
+    def load_state_dict(self, state_dict):
+        shared = [state_dict]
+        dist.broadcast_object_list(shared, src=0)
+        torch.optim.Optimizer.load_state_dict(self, {k: v for k, v in shared[0].items() if k != "zero2"})
+
+
 # ----------------------------------------------------------------------------------------------- the catalog
 
 _BASE = {name: getattr(impl, name) for name in (
@@ -524,6 +537,8 @@ CATALOG: dict[str, Entry] = {
     "distmuon_sum_not_mean": Entry("S9.4", "core", "dist_muon", _W2, _target(DistMuon=DistMuonSum)),
     "distmuon_no_collectives": Entry("S9.4", "core", "dist_muon", _W2, _target(DistMuon=DistMuonNoCollectives)),
     "distmuon_unsharded": Entry("S9.4", "core", "dist_muon", _W2, _target(DistMuon=DistMuonUnsharded)),
+    "distmuon_rank0_checkpoint": Entry("S9.4", "core", "dist_muon and resume", _W2, _target(
+        DistMuon=DistMuonRank0Checkpoint)),
     "distadamw_sum_not_mean": Entry("S9.5", "core", "dist_adamw", _W2, _target(DistAdamW=DistAdamWSum)),
     "distadamw_unsharded": Entry("S9.5", "core", "dist_adamw", _W2, _target(DistAdamW=DistAdamWUnsharded)),
     "distadamw_all_on_rank0": Entry("S9.5", "core", "dist_adamw", _W2, _target(DistAdamW=DistAdamWAllOnRank0),
