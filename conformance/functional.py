@@ -288,7 +288,7 @@ def _optimizer_class():
                     if p.grad is None:
                         continue
                     param = _to_numpy(p)
-                    if p in self._started:
+                    if p in self._started or self.state.get(p):  # stepped here, or loaded by load_state_dict
                         state = {k: _to_numpy(v) if torch.is_tensor(v) else v for k, v in self.state[p].items()}
                     else:
                         state = self._initial_state(param.copy())

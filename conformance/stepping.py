@@ -88,6 +88,13 @@ def _f64(t) -> np.ndarray:
     return t.detach().to("cpu").double().numpy().copy()
 
 
+def _numeric(v: Any) -> bool:
+    """A state value the round trip can compare: a tensor or a plain number (not a nested dict, a string, …)."""
+    import torch
+
+    return torch.is_tensor(v) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
 def _round_trip(make_optimizer: Callable[..., Any], opt: Any, params: list, hyper: dict[str, Any]
                 ) -> tuple[Any, list[dict[str, float]]]:
     """``opt.state_dict()`` through torch.save / torch.load into a fresh ``make_optimizer(params, **hyper)``; returns
@@ -96,7 +103,7 @@ def _round_trip(make_optimizer: Callable[..., Any], opt: Any, params: list, hype
 
     import torch
 
-    before = [{k: _f64(torch.as_tensor(v)) for k, v in opt.state.get(p, {}).items()} for p in params]
+    before = [{k: _f64(torch.as_tensor(v)) for k, v in opt.state.get(p, {}).items() if _numeric(v)} for p in params]
     buf = io.BytesIO()
     torch.save(opt.state_dict(), buf)
     buf.seek(0)
@@ -105,8 +112,8 @@ def _round_trip(make_optimizer: Callable[..., Any], opt: Any, params: list, hype
     moved = []
     for p, old in zip(params, before, strict=True):
         new = fresh.state.get(p, {})
-        moved.append({k: float(np.max(np.abs(_f64(torch.as_tensor(new[k])) - v), initial=0.0)) if k in new else math.inf
-                      for k, v in old.items()})
+        moved.append({k: float(np.max(np.abs(_f64(torch.as_tensor(new[k])) - v), initial=0.0))
+                      if k in new and _numeric(new[k]) else math.inf for k, v in old.items()})
     return fresh, moved
 
 
