@@ -42,10 +42,12 @@ def _trajectory(kind: str, rng: np.random.Generator) -> Trajectory:
                                   pytest.param("Muon", marks=pytest.mark.clause("S7.2")),
                                   pytest.param("AdamW", marks=pytest.mark.clause("S8.2"))])
 def test_resume(case, kind):
-    """Uninterrupted vs a state_dict round trip before step 6: the same parameters at every later step."""
+    """Uninterrupted vs a state_dict round trip before step 6: the same parameters at every later step (within 4× the
+    distance of two uninterrupted runs when the target is not deterministic)."""
     import torch
 
     traj = _trajectory(kind, case.rng)
     plain = case.replay(traj, dtype=torch.float32)
+    again = case.replay(traj, dtype=torch.float32)  # a nondeterministic target's own run-to-run spread
     resumed = case.replay(traj, dtype=torch.float32, resume_at=RESUME_AT)
-    judge_resume(case.verdict, plain, resumed, RESUME_AT, case=f"{kind} resume")
+    judge_resume(case.verdict, plain, resumed, RESUME_AT, case=f"{kind} resume", again=again)
