@@ -140,12 +140,10 @@ class Case:
         extra = self.target_options(traj.kind)
         return replace(traj, hyper={**traj.hyper, **extra}) if extra else traj
 
-    def replay(self, traj: Trajectory, *, squares: bool = False, dtype: Any = None, resume_at: int | None = None
-               ) -> Replayed:
+    def replay(self, traj: Trajectory, *, squares: bool = False, dtype: Any = None) -> Replayed:
         """Replay ``traj`` through the target's ``traj.kind`` on this process, after checking that the target
         provides it and supports every hyperparameter value and the dtype the case needs (float32 unless the
-        values, or with ``squares`` their squares, leave float32's normal range); ``resume_at``: a state_dict
-        round trip into a fresh optimizer before that step (``stepping.step_through``)."""
+        values, or with ``squares`` their squares, leave float32's normal range)."""
         __tracebackhide__ = True
         ctor = self.require(traj.kind)
         traj = self.with_target_options(traj)
@@ -153,4 +151,4 @@ class Case:
             self.supports(traj.kind, values)
         dtype = dtype or case_dtype(traj.arrays(), squares=squares)
         self.supports_dtype(dtype)
-        return self.call(step_through, ctor, traj, device=self.device, dtype=dtype, resume_at=resume_at)
+        return self.call(step_through, ctor, traj, device=self.device, dtype=dtype)

@@ -118,9 +118,9 @@ def _round_trip(make_optimizer: Callable[..., Any], opt: Any, params: list, hype
 
 
 def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device, dtype,
-                 rank: int | None = None, resume_at: int | None = None) -> Replayed:
+                 rank: int | None = None) -> Replayed:
     """Run ``traj`` through ``make_optimizer(params, **traj.hyper)`` (this process's gradients, or ``rank``'s).
-    ``resume_at``: before that step, save ``state_dict()`` (torch.save), build a fresh optimizer on the same
+    ``traj.resume_at``: before that step, save ``state_dict()`` (torch.save), build a fresh optimizer on the same
     parameters and ``load_state_dict`` it, then go on (a checkpoint and resume)."""
     import torch
 
@@ -131,9 +131,8 @@ def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device
     opt = make_optimizer(params, **traj.hyper)
     grads_at = traj.grads_of(rank)
     out = Replayed([], [], [])
-    resume_at = traj.resume_at if resume_at is None else resume_at
     for t in range(traj.steps):
-        if t == resume_at:
+        if t == traj.resume_at:
             opt, out.restored = _round_trip(make_optimizer, opt, params, traj.hyper)
         out.before.append([_f64(p) for p in params])
         for p, g in zip(params, grads_at(t), strict=True):

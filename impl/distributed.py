@@ -94,6 +94,12 @@ _STATE_TAG = "zero2"
 COLLECTIVE_LAYOUTS = ("auto", "stacked", "chunked")
 
 
+def _slot(j: int, world: int, k: int) -> int:
+    """DistMuon: where member j of a unit (owner j % W) sits among its W·k slots, so each rank's piece of the
+    reduce-scatter / all-gather is its own members in order."""
+    return (j % world) * k + j // world
+
+
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes held by the tensors in ``optimizer.state`` on this rank (any optimizer, sharded or not)."""
     return sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
@@ -395,7 +401,7 @@ class DistMuon(_ZeRO2):
         for work, members, k, _, _, ag_out in gathers:
             work.wait()
             for j, p in enumerate(members):
-                buf = ag_out[(j % world) * k + j // world]
+                buf = ag_out[_slot(j, world, k)]
                 if buf is not p:
                     p.copy_(buf)
         return loss
@@ -412,9 +418,9 @@ class DistMuon(_ZeRO2):
         if stacked:
             stack = p0.new_empty((world * k, *p0.shape))
             for j, p in enumerate(members):
-                stack[(j % world) * k + j // world].copy_(p.grad)
+                stack[_slot(j, world, k)].copy_(p.grad)
             for j in range(len(members), world * k):
-                stack[(j % world) * k + j // world].zero_()
+                stack[_slot(j, world, k)].zero_()
             return k, stack, mine, _reduce_scatter_single(mine, stack, op=dist.ReduceOp.AVG, async_op=True)
         zero = torch.zeros_like(p0, memory_format=torch.contiguous_format)
         rs_in = [p.grad.contiguous() for p in members] + [zero] * (world - len(members))

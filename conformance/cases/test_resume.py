@@ -10,6 +10,8 @@ momentum changed between steps (the load must not overwrite the schedule's value
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -49,5 +51,5 @@ def test_resume(case, kind):
     traj = _trajectory(kind, case.rng)
     plain = case.replay(traj, dtype=torch.float32)
     again = case.replay(traj, dtype=torch.float32)  # a nondeterministic target's own run-to-run spread
-    resumed = case.replay(traj, dtype=torch.float32, resume_at=RESUME_AT)
+    resumed = case.replay(replace(traj, resume_at=RESUME_AT), dtype=torch.float32)
     judge_resume(case.verdict, plain, resumed, RESUME_AT, case=f"{kind} resume", again=again)
