@@ -104,6 +104,47 @@ def _dist_adamw_case(world: int) -> Case:
                        "replay": _dist_replay(len(shapes), ["lr"], ["step", "exp_avg", "exp_avg_sq"])})
 
 
+#: S9.7 / S9.8 golden placements: both Shard dims, Replicate, dim 0 or 1 not divisible by W or smaller than W, and
+#: one shape under two placements (two groups for an implementation that groups by shape and placement)
+_DT_MUON_PARAMS = [((8, 6), "Shard(0)"), ((8, 6), "Shard(1)"), ((5, 3), "Shard(0)"), ((3, 5), "Shard(1)"),
+                   ((6, 6), "Replicate()"), ((2, 8), "Shard(0)"), ((8, 6), "Shard(0)")]
+_DT_ADAMW_PARAMS = [((7, 3), "Shard(0)"), ((3, 7), "Shard(1)"), ((13,), "Shard(0)"), ((), "Replicate()"),
+                    ((4, 2, 2), "Shard(1)"), ((2, 5), "Replicate()")]
+
+
+def _dtensor_case(clause: str, fn, params: list, world: int) -> Case:
+    shapes, placements = [s for s, _ in params], [pl for _, pl in params]
+    name = fn.__name__
+    cid = f"zero2.{name}.w{world}_{len(shapes)}params_mixed_placements"
+    seed, rng = seeded(cid)
+    muon = clause == "S9.7"
+    params0 = [(0.1 if muon else 1.0) * gaussian(rng, *s) for s in shapes]
+    grads = [gaussian(rng, T, world, *s) + (0.0 if muon else 0.2) for s in shapes]
+    if muon:
+        grads[2][:, 0] = np.stack([low_rank(rng, 5, 3, 1) for _ in range(T)])  # rank 0's grads of param 2: rank 1
+        lr = 0.02 * np.array([schedules.lr_multiplier(t, num_iterations=T - 1, warmdown_ratio=0.3) for t in range(T)])
+        per_step = {"lr": lr, "momentum": np.array([schedules.muon_momentum(t, ramp_steps=10) for t in range(T)])}
+        fixed: dict = {"nesterov": True, "ns_steps": 5}
+        fields = ["momentum_buffer"]
+    else:
+        grads[2] *= 1e-10  # the 1-D parameter's gradient is comparable to eps = 1e-10
+        lr = 0.004 * np.array([schedules.lr_multiplier(t, num_iterations=T - 1, warmdown_ratio=0.2) for t in range(T)])
+        per_step = {"lr": lr}
+        fixed = {"betas": [0.8, 0.95], "eps": 1e-10, "weight_decay": 0.05, "lr_muls": [1.0, 0.5, 1.0, 2.0, 1.0, 1.0],
+                 "wd_muls": [1.0, 0.0, 1.0, 1.0, 0.5, 1.0]}
+        fields = ["step", "exp_avg", "exp_avg_sq"]
+    outs = _dist_run(fn, params0, grads, {**fixed, "placements": placements}, per_step, world)
+    ins = {f"param0.{i}": p for i, p in enumerate(params0)}
+    ins.update({f"grads.{i}": g for i, g in enumerate(grads)})
+    ins.update(per_step)
+    return Case(cid, clause, f"zero2.{name}", f"W={world}; placements {', '.join(placements)}",
+                "per-rank grads; params whole (full_tensor); state.r<r>.<i> is rank r's S9.6 piece of the state "
+                "of parameter i placed extra.placements[i]", fixed, ins, outs, seed=seed, steps=T, world_size=world,
+                layout="dist_trajectory", tolerance_class="linalg" if muon else "elementwise",
+                extra={"shapes": [list(s) for s in shapes], "placements": placements,
+                       "replay": _dist_replay(len(shapes), list(per_step), fields)})
+
+
 def zero2_cases() -> list[Case]:
     cases = []
     for w in WORLD_SIZES:
@@ -137,6 +178,23 @@ def zero2_cases() -> list[Case]:
                       layout="table"))
     cases += [_dist_muon_case(w) for w in WORLD_SIZES]
     cases += [_dist_adamw_case(w) for w in WORLD_SIZES]
+    rows = [(s, pl, w, r) for s, pl in (((7, 3), "Shard(0)"), ((7, 3), "Shard(1)"), ((3, 50257), "Shard(1)"),
+                                        ((2, 9), "Shard(0)"), ((4, 4), "Replicate()"), ((), "Replicate()"),
+                                        ((0, 4), "Shard(0)"), ((4, 2, 5), "Shard(2)"))
+            for w in WORLD_SIZES for r in range(w)]
+    ranges = [zero2.dtensor_shard(s, pl, w, r) for s, pl, w, r in rows]
+    ndim = 3
+    pad = [list(rg) + [(0, 0)] * (ndim - len(rg)) for rg in ranges]
+    cases.append(Case("zero2.dtensor_shard.table", "S9.6", "zero2.dtensor_shard",
+                      "Shard(0/1/2), Replicate, 0-D, empty dim, dims not divisible by W, W 1..4, every rank",
+                      "row i: dtensor_shard(extra.shapes[i], extra.placements[i], world_size[i], rank[i]) = "
+                      "((start[i, d], stop[i, d]) for d < len(shape)); columns past the shape's ndim are 0", {},
+                      {"world_size": np.array([w for *_, w, _ in rows]), "rank": np.array([r for *_, r in rows])},
+                      {"start": np.array([[a for a, _ in p] for p in pad]),
+                       "stop": np.array([[b for _, b in p] for p in pad])}, layout="table",
+                      extra={"shapes": [list(s) for s, *_ in rows], "placements": [pl for _, pl, *_ in rows]}))
+    cases += [_dtensor_case("S9.7", zero2.dtensor_muon, _DT_MUON_PARAMS, w) for w in WORLD_SIZES]
+    cases += [_dtensor_case("S9.8", zero2.dtensor_adamw, _DT_ADAMW_PARAMS, w) for w in WORLD_SIZES]
     return cases
 
 

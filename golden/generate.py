@@ -69,6 +69,8 @@ PROFILE_FUNCTIONS: dict[str, tuple[str, object, str]] = {
     "S8.2": ("adam", adam, "adamw"),
     "S9.4": ("zero2", zero2, "dist_muon"),
     "S9.5": ("zero2", zero2, "dist_adamw"),
+    "S9.7": ("zero2", zero2, "dtensor_muon"),
+    "S9.8": ("zero2", zero2, "dtensor_adamw"),
 }
 
 

@@ -25,10 +25,14 @@ from ._checks import as_float64_array, require_int, require_same_shape
 from .adam import adamw
 from .muon import muon
 
-__all__ = ["mean_gradient", "muon_shape_groups", "muon_owner", "adamw_row_shard", "dist_muon", "dist_adamw"]
+__all__ = ["mean_gradient", "muon_shape_groups", "muon_owner", "adamw_row_shard", "dist_muon", "dist_adamw",
+           "dtensor_shard", "dtensor_muon", "dtensor_adamw"]
 
 
 _MUON, _ADAMW = spec.hyper("S9.4"), spec.hyper("S9.5")
+_DT_MUON, _DT_ADAMW = spec.hyper("S9.7"), spec.hyper("S9.8")
+#: S9.6's placements on a 1-D device mesh: ``Shard(d)`` for a dimension d of the parameter, or ``Replicate()``
+REPLICATE = "Replicate()"
 
 
 def _is_list(value: object) -> bool:
@@ -219,3 +223,152 @@ def _check_muls(name: str, muls: Sequence[float] | None, n: int) -> list[float]:
     if len(muls) != n:
         raise ValueError(f"{name} must be None or a list of {n} numbers, one per parameter; got {list(muls)!r}")
     return list(muls)
+
+
+# ------------------------------------------------------------------------------------ DTensor (S9.6 - S9.8)
+
+
+def _shard_dim(placement: object, ndim: int, name: str) -> int | None:
+    """The dimension ``Shard(d)`` splits (None for ``Replicate()``); ValueError naming ``name`` otherwise."""
+    if placement == REPLICATE:
+        return None
+    if isinstance(placement, str) and placement.startswith("Shard(") and placement.endswith(")"):
+        text = placement[len("Shard("):-1]
+        if text.isdigit() and int(text) < ndim:
+            return int(text)
+    raise ValueError(f"{name} must be 'Replicate()' or 'Shard(d)' with 0 <= d < {ndim} (the parameter's "
+                     f"dimensions); got {placement!r}")
+
+
+def dtensor_shard(shape: Sequence[int], placement: str, world_size: int, rank: int) -> tuple[tuple[int, int], ...]:
+    """S9.6 The index range ``[start, stop)`` of every dimension that ``rank`` holds of a tensor of ``shape`` placed
+    ``placement`` on a 1-D mesh of ``world_size`` ranks: ``Shard(d)`` splits dimension d as torch.chunk
+    (c = ceil(n_d/W), rank r holds [min(r·c, n_d), min((r+1)·c, n_d)), S9.3's rule on dimension d), every other
+    dimension whole; ``Replicate()``: everything on every rank."""
+    shape = _check_shape("shape", shape)
+    world_size = require_int("world_size", world_size, minimum=1)
+    rank = require_int("rank", rank, minimum=0)
+    if rank >= world_size:
+        raise ValueError(f"rank must be < world_size ({world_size}); got {rank}")
+    d = _shard_dim(placement, len(shape), "placement")
+    out = [(0, n) for n in shape]
+    if d is not None:
+        out[d] = adamw_row_shard(shape[d], world_size, rank)
+    return tuple(out)
+
+
+def _pieces(full: np.ndarray, placement: str, w: int) -> list[np.ndarray]:
+    """Rank r's piece of ``full`` under ``placement`` (S9.6), for every r."""
+    return [full[tuple(slice(a, b) for a, b in dtensor_shard(full.shape, placement, w, r))].copy() for r in range(w)]
+
+
+def _joined(states: Sequence[Mapping], i: int, shape: tuple[int, ...], placement: str) -> dict:
+    """The whole state of parameter i from the ranks' pieces (entries of the parameter's shape are split by
+    ``placement``; every other entry, e.g. ``step``, is whole on every rank: rank 0's)."""
+    w = len(states)
+    if not any(i in st for st in states):
+        return {}
+    if not all(i in st for st in states):
+        raise ValueError(f"rank_states must hold parameter {i}'s state on every rank (its pieces) or on none; "
+                         f"ranks {[r for r in range(w) if i not in states[r]]} lack it")
+    d = _shard_dim(placement, len(shape), f"placements[{i}]")
+    want = [tuple(b - a for a, b in dtensor_shard(shape, placement, w, r)) for r in range(w)]
+    out = {}
+    for key in states[0][i]:
+        parts = [np.asarray(st[i][key]) for st in states]
+        split = d is not None and all(p.shape == s for p, s in zip(parts, want, strict=True))
+        out[key] = np.concatenate(parts, axis=d).astype(np.float64) if split else states[0][i][key]
+    return out
+
+
+def _split(state: Mapping, shape: tuple[int, ...], placement: str, w: int) -> list[dict]:
+    out: list[dict] = [{} for _ in range(w)]
+    for key, v in state.items():
+        whole = isinstance(v, np.ndarray) and v.shape == shape  # not a count (``step``) of a 0-D parameter
+        pieces = _pieces(np.asarray(v, dtype=np.float64), placement, w) if whole else [v for _ in range(w)]
+        for r in range(w):
+            out[r][key] = pieces[r]
+    return out
+
+
+def _check_placements(placements: object, ps: list[np.ndarray]) -> list[str]:
+    if not _is_list(placements) or len(placements) != len(ps):
+        raise ValueError(f"placements must be a list of {len(ps)} placements ('Shard(d)' or 'Replicate()'), one "
+                         f"per parameter; got {placements!r}")
+    for i, (pl, p) in enumerate(zip(placements, ps, strict=True)):
+        _shard_dim(pl, p.ndim, f"placements[{i}]")
+    return list(placements)
+
+
+def _dtensor_step(one, params, rank_grads, rank_states, placements, ndim):
+    ps, w = _check_inputs(params, rank_grads, rank_states, ndim=ndim)
+    pls = _check_placements(placements, ps)
+    new_params, new_states = [], [{} for _ in range(w)]
+    for i, p in enumerate(ps):
+        g = _rank_mean(rank_grads, i, p.shape)
+        new_p, st = one(i, p, g, _joined(rank_states, i, p.shape, pls[i]))
+        new_params.append(new_p)
+        for r, piece in enumerate(_split(st, p.shape, pls[i], w)):
+            new_states[r][i] = piece
+    return new_params, new_states
+
+
+def dtensor_muon(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_states: Sequence[Mapping],
+                 placements: Sequence[str], *, lr: float = _DT_MUON.default("lr"),
+                 momentum: float = _DT_MUON.default("momentum"), nesterov: bool = _DT_MUON.default("nesterov"),
+                 ns_steps: int = _DT_MUON.default("ns_steps"), ns_eps: float = _DT_MUON.default("ns_eps"),
+                 rows: str | None = _DT_MUON.default("rows"), row_cut: str = _DT_MUON.default("row_cut"),
+                 normalisation: str = _DT_MUON.default("normalisation"), safety: float = _DT_MUON.default("safety"),
+                 momentum_form: str = _DT_MUON.default("momentum_form"), muoneq: bool = _DT_MUON.default("muoneq"),
+                 muon_plus: bool = _DT_MUON.default("muon_plus"),
+                 normuon_beta2: float | None = _DT_MUON.default("normuon_beta2"),
+                 lr_scale: str = _DT_MUON.default("lr_scale"), weight_decay: float = _DT_MUON.default("weight_decay"),
+                 weight_decay_lr: str = _DT_MUON.default("weight_decay_lr"),
+                 weight_decay_mode: str = _DT_MUON.default("weight_decay_mode")
+                 ) -> tuple[list[np.ndarray], list[dict]]:
+    """S9.7 One Muon step on 2-D DTensor parameters placed ``placements[i]`` on W = len(rank_grads) ranks
+    (``options``: S7.2's variant options).
+
+    Values: every parameter steps as S7.2 ``muon`` on the mean gradient (S9.1), the whole matrix orthogonalised
+    (as S9.4: the placement changes where values live, never what they are). Storage: ``rank_states[r][i]`` holds
+    rank r's S9.6 piece of every state entry of the parameter's shape (``momentum_buffer``) and the other entries
+    whole; ``params`` in and out are the whole parameters (what ``full_tensor()`` gives every rank).
+    """
+    ps, _ = _check_inputs(params, rank_grads, rank_states, ndim=2)
+    h = _DT_MUON.check(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, ns_eps=ns_eps, rows=rows,
+                       row_cut=row_cut, normalisation=normalisation, safety=safety, momentum_form=momentum_form,
+                       muoneq=muoneq, muon_plus=muon_plus, normuon_beta2=normuon_beta2, lr_scale=lr_scale,
+                       weight_decay=weight_decay, weight_decay_lr=weight_decay_lr, weight_decay_mode=weight_decay_mode)
+    lr, momentum, nesterov, ns_steps = (h.pop(k) for k in ("lr", "momentum", "nesterov", "ns_steps"))
+
+    def one(i, p, g, st):
+        return muon(p, g, st, lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, **h)
+
+    return _dtensor_step(one, ps, rank_grads, rank_states, placements, 2)
+
+
+def dtensor_adamw(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], rank_states: Sequence[Mapping],
+                  placements: Sequence[str], *, lr: float = _DT_ADAMW.default("lr"),
+                  betas: Sequence[float] = _DT_ADAMW.default("betas"), eps: float = _DT_ADAMW.default("eps"),
+                  weight_decay: float = _DT_ADAMW.default("weight_decay"),
+                  lr_muls: Sequence[float] | None = _DT_ADAMW.default("lr_muls"),
+                  wd_muls: Sequence[float] | None = _DT_ADAMW.default("wd_muls"),
+                  eps_placement: str = _DT_ADAMW.default("eps_placement"),
+                  eps_root: float = _DT_ADAMW.default("eps_root"),
+                  param_muls: str = _DT_ADAMW.default("param_muls")) -> tuple[list[np.ndarray], list[dict]]:
+    """S9.8 One AdamW step on DTensor parameters placed ``placements[i]`` on W = len(rank_grads) ranks: every
+    parameter as S8.2 ``adamw`` (lr·lr_muls[i], weight_decay·wd_muls[i]) on the mean gradient; ``rank_states[r][i]``
+    holds rank r's S9.6 piece of ``exp_avg`` / ``exp_avg_sq`` and ``step`` whole. Any parameter shape (a 0-D one
+    only ``Replicate()``)."""
+    ps, _ = _check_inputs(params, rank_grads, rank_states, ndim=None)
+    h = _DT_ADAMW.check(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, lr_muls=lr_muls, wd_muls=wd_muls,
+                        eps_placement=eps_placement, eps_root=eps_root, param_muls=param_muls)
+    opts = {k: h[k] for k in ("eps_placement", "eps_root", "param_muls")}
+    lrm = _check_muls("lr_muls", h["lr_muls"], len(ps))
+    wdm = _check_muls("wd_muls", h["wd_muls"], len(ps))
+
+    def one(i, p, g, st):
+        return adamw(p, g, st, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, lr_mul=lrm[i],
+                     wd_mul=wdm[i], **opts)
+
+    return _dtensor_step(one, ps, rank_grads, rank_states, placements, None)

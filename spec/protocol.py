@@ -33,6 +33,8 @@ __all__ = [
     "AdamWFactory",
     "DistMuonFactory",
     "DistAdamWFactory",
+    "DTensorMuonFactory",
+    "DTensorAdamWFactory",
     "call_shape",
     "render_call",
     "signature_mismatch",
@@ -124,6 +126,22 @@ class DistMuonFactory(Protocol):
 @runtime_checkable
 class DistAdamWFactory(Protocol):
     """ZeRO-2 AdamW, built on every rank of an initialised process group"""
+
+    def __call__(self, param_groups: Iterable[Any], *, lr: float, betas: tuple[float, float], eps: float,
+                 weight_decay: float) -> Optimizer: ...
+
+
+@runtime_checkable
+class DTensorMuonFactory(Protocol):
+    """Muon over 2-D DTensor parameters (fully_shard / distribute_tensor on a 1-D mesh), built on every rank"""
+
+    def __call__(self, params: Iterable[Tensor], *, lr: float, momentum: float, nesterov: bool,
+                 ns_steps: int) -> Optimizer: ...
+
+
+@runtime_checkable
+class DTensorAdamWFactory(Protocol):
+    """AdamW over DTensor parameters (fully_shard / distribute_tensor on a 1-D mesh), built on every rank"""
 
     def __call__(self, param_groups: Iterable[Any], *, lr: float, betas: tuple[float, float], eps: float,
                  weight_decay: float) -> Optimizer: ...

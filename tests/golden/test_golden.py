@@ -280,7 +280,7 @@ def test_every_case_records_its_clauses_protocol_name():
 
 _MATRIX_FUNCTIONS = {"linear_regression_grad", "batch_gd", "sgd_epoch", "minibatch_epoch", "gradient_descent",
                      "nesterov_lookahead", "nesterov_torch", "lookahead_to_torch", "polar_factor", "zeropower",
-                     "muon", "dist_muon", "train_step"}
+                     "muon", "dist_muon", "dtensor_muon", "train_step"}
 
 
 def test_cases_built_on_matrix_products_use_a_linalg_tolerance_class():

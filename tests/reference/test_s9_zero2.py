@@ -12,6 +12,9 @@ from optconform.reference.zero2 import (
     adamw_row_shard,
     dist_adamw,
     dist_muon,
+    dtensor_adamw,
+    dtensor_muon,
+    dtensor_shard,
     mean_gradient,
     muon_owner,
     muon_shape_groups,
@@ -307,3 +310,103 @@ def test_dist_inputs_not_modified(rng):
     for k in avg:
         np.testing.assert_array_equal(avg[k], st_a[0][k]["exp_avg"])
         assert st_a[0][k]["step"] == 1
+
+
+# ---------------------------------------------------------------- S9.6 / S9.7 / S9.8 DTensor
+
+
+def test_dtensor_shard_is_torch_chunk_on_its_dimension():
+    """Shard(d) as torch.chunk along d (ceil split, trailing ranks empty), other dimensions whole; Replicate whole."""
+    for shape, d in (((7, 3), 0), ((7, 3), 1), ((2, 9), 0), ((3, 5, 4), 2), ((0, 4), 0)):
+        for w in range(1, 5):
+            c = -(-shape[d] // w)
+            for r in range(w):
+                got = dtensor_shard(shape, f"Shard({d})", w, r)
+                assert got[d] == (min(r * c, shape[d]), min((r + 1) * c, shape[d]))
+                assert got[d] == adamw_row_shard(shape[d], w, r)
+                assert all(got[k] == (0, n) for k, n in enumerate(shape) if k != d)
+    assert dtensor_shard((2, 9), "Shard(0)", 4, 2) == ((2, 2), (0, 9))  # empty piece
+    assert dtensor_shard((), "Replicate()", 3, 1) == ()
+    assert dtensor_shard((4, 4), "Replicate()", 3, 1) == ((0, 4), (0, 4))
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: dtensor_shard((4, 4), "Shard(2)", 2, 0), "placement"),
+    (lambda: dtensor_shard((), "Shard(0)", 2, 0), "placement"),
+    (lambda: dtensor_shard((4, 4), "Partial()", 2, 0), "placement"),
+    (lambda: dtensor_shard((4, 4), "Shard(0)", 0, 0), "world_size"),
+    (lambda: dtensor_shard((4, 4), "Shard(0)", 2, 2), "rank"),
+    (lambda: dtensor_shard((4, -1), "Shard(0)", 2, 0), "shape"),
+])
+def test_dtensor_shard_errors(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+@pytest.mark.parametrize("w", [1, 2, 3, 4])
+def test_dtensor_muon_equals_muon_on_mean_gradient_with_state_in_pieces(rng, w):
+    shapes = [(5, 3), (3, 5), (6, 6), (2, 8)]
+    placements = ["Shard(0)", "Shard(1)", "Replicate()", "Shard(0)"]
+    params = [rng.normal(size=s) for s in shapes]
+    single = [(p.copy(), {}) for p in params]
+    states = [{} for _ in range(w)]
+    for _ in range(4):
+        rg = rank_grads_for(rng, shapes, w)
+        params, states = dtensor_muon(params, rg, states, placements, lr=0.02, momentum=0.9)
+        single = [muon(p, hand_mean([g[i] for g in rg]), st, lr=0.02, momentum=0.9)
+                  for i, (p, st) in enumerate(single)]
+    for i, (p, st) in enumerate(single):
+        np.testing.assert_allclose(params[i], p, rtol=MUON_RTOL, atol=MUON_RTOL * np.max(np.abs(p)))
+        pieces = [states[r][i]["momentum_buffer"] for r in range(w)]
+        d = None if placements[i] == "Replicate()" else int(placements[i][6])
+        whole = pieces[0] if d is None else np.concatenate(pieces, axis=d)
+        np.testing.assert_allclose(whole, st["momentum_buffer"], rtol=MUON_RTOL, atol=1e-14)
+        for r in range(w):
+            want = tuple(b - a for a, b in dtensor_shard(shapes[i], placements[i], w, r))
+            assert pieces[r].shape == want
+
+
+def test_dtensor_muon_orthogonalises_the_whole_matrix_not_the_pieces(rng):
+    """Newton–Schulz of a piece is not a piece of Newton–Schulz: the per-piece update differs by O(1)."""
+    p = rng.normal(size=(8, 6))
+    rg = [[rng.normal(size=(8, 6))] for _ in range(2)]
+    (whole,), _ = dtensor_muon([p], rg, [{}, {}], ["Shard(0)"], lr=0.1)
+    g = hand_mean([x[0] for x in rg])
+    halves = [muon(p[a:b], g[a:b], {}, lr=0.1)[0] for a, b in ((0, 4), (4, 8))]
+    assert np.max(np.abs(np.concatenate(halves) - whole)) > 1e-3
+
+
+@pytest.mark.parametrize("w", [1, 2, 3])
+def test_dtensor_adamw_equals_adamw_on_mean_gradient(rng, w):
+    shapes = [(7, 3), (3, 7), (13,), (), (4, 2, 2)]
+    placements = ["Shard(0)", "Shard(1)", "Shard(0)", "Replicate()", "Shard(2)"]
+    params = [rng.normal(size=s) for s in shapes]
+    lr_muls, wd_muls = [1.0, 0.5, 2.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0, 0.5]
+    single = [(p.copy(), {}) for p in params]
+    states = [{} for _ in range(w)]
+    kw = dict(lr=0.01, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1)
+    for _ in range(3):
+        rg = rank_grads_for(rng, shapes, w)
+        params, states = dtensor_adamw(params, rg, states, placements, lr_muls=lr_muls, wd_muls=wd_muls, **kw)
+        single = [adamw(p, hand_mean([g[i] for g in rg]), st, lr_mul=lr_muls[i], wd_mul=wd_muls[i], **kw)
+                  for i, (p, st) in enumerate(single)]
+    for i, (p, st) in enumerate(single):
+        np.testing.assert_allclose(params[i], p, rtol=ADAMW_RTOL, atol=1e-300)
+        assert all(states[r][i]["step"] == 3 for r in range(w))
+        for r in range(w):
+            want = tuple(b - a for a, b in dtensor_shard(shapes[i], placements[i], w, r))
+            assert np.shape(states[r][i]["exp_avg"]) == want
+
+
+def test_dtensor_errors(rng):
+    m = [rng.normal(size=(4, 4))]
+    g = [[rng.normal(size=(4, 4))], [rng.normal(size=(4, 4))]]
+    with pytest.raises(ValueError, match="placements"):
+        dtensor_muon(m, g, [{}, {}], ["Shard(0)", "Shard(1)"], lr=0.1)
+    with pytest.raises(ValueError, match=r"placements\[0\]"):
+        dtensor_adamw(m, g, [{}, {}], ["Shard(5)"], lr=0.1)
+    with pytest.raises(ValueError, match=r"params\[0\]"):
+        dtensor_muon([rng.normal(size=4)], [[rng.normal(size=4)]], [{}], ["Shard(0)"], lr=0.1)
+    _, st = dtensor_muon(m, g, [{}, {}], ["Shard(0)"], lr=0.1)
+    with pytest.raises(ValueError, match="on every rank"):
+        dtensor_muon(m, g, [st[0], {}], ["Shard(0)"], lr=0.1)
