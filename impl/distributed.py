@@ -82,7 +82,8 @@ _all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather
 
 # Per-parameter gradient problems, as agreed between ranks before any data collective.
 _GRAD_PROBLEMS = {1: "has no .grad", 2: "has a .grad of the wrong shape", 3: "has a .grad of another dtype",
-                  4: "has a .grad on another device", 5: "has a sparse .grad"}
+                  4: "has a .grad on another device", 5: "has a sparse .grad",
+                  6: "has a .grad whose DTensor placements differ from the parameter's"}
 _STATE_TAG = "zero2"
 #: DistMuon's ``collectives``: "stacked" (per shape group one reduce_scatter_tensor and one all_gather_into_tensor of
 #: a (W·k, rows, cols) stack, nanochat master's pattern), "chunked" (per W consecutive parameters of a group one
@@ -135,6 +136,8 @@ def _grad_code(p: Tensor) -> int:
         return 3
     if g.device != p.device:
         return 4
+    if getattr(g, "placements", None) != getattr(p, "placements", None):  # DTensor parameters (impl.dtensor)
+        return 6
     return 0
 
 

@@ -392,7 +392,7 @@ def test_dtensor_adamw_equals_adamw_on_mean_gradient(rng, w):
                   for i, (p, st) in enumerate(single)]
     for i, (p, st) in enumerate(single):
         np.testing.assert_allclose(params[i], p, rtol=ADAMW_RTOL, atol=1e-300)
-        assert all(states[r][i]["step"] == 3 for r in range(w))
+        assert all(states[r][i]["step"] == st["step"] == 3 for r in range(w))
         for r in range(w):
             want = tuple(b - a for a, b in dtensor_shard(shapes[i], placements[i], w, r))
             assert np.shape(states[r][i]["exp_avg"]) == want
