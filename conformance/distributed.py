@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from .dtensor import step_dtensor
 from .stepping import Trajectory, case_dtype, relax_recompile_limits, step_through
+
+#: the distributed protocol names whose state holds squares (Adam's v): their cases need float64 sooner
+SQUARES = ("DistAdamW", "DTensorAdamW")
 
 
 def run_rank(rank: int, world_size: int, target_spec: str, trajectories: list[Trajectory],
@@ -29,9 +33,12 @@ def run_rank(rank: int, world_size: int, target_spec: str, trajectories: list[Tr
     for traj in trajectories:
         relax_recompile_limits()
         ctor = target.get(traj.kind)
-        dtype = case_dtype(traj.arrays(rank), squares=traj.kind == "DistAdamW")
+        dtype = case_dtype(traj.arrays(rank), squares=traj.kind in SQUARES)
         try:
-            rec = asdict(step_through(ctor, traj, device=dev, dtype=dtype, rank=rank))
+            if traj.placements is not None:  # DTensor parameters (S9.7, S9.8)
+                rec = step_dtensor(ctor, traj, device=dev, dtype=dtype, rank=rank, world_size=world_size)
+            else:
+                rec = asdict(step_through(ctor, traj, device=dev, dtype=dtype, rank=rank))
         except Unsupported as exc:
             rec = {"unsupported": str(exc) or type(exc).__name__}
         out.append(dict(rec, case_id=traj.case_id))

@@ -41,6 +41,8 @@ class Trajectory:
     expected_state: list[list[dict[str, np.ndarray]]] | None = None  # golden state after each step [step][param]
     attrs: list[dict] = field(default_factory=list)  # per-parameter attributes (lr_mul, wd_mul)
     resume_at: int | None = None  # a state_dict round trip before this step (step_through), as a checkpoint would
+    #: DTensor parameters (S9.7, S9.8): each parameter's placement (``conformance.dtensor.PLACEMENTS``)
+    placements: list[str] | None = None
 
     @property
     def steps(self) -> int:
@@ -85,6 +87,8 @@ class Replayed:
 
 
 def _f64(t) -> np.ndarray:
+    """A float64 NumPy copy (of this rank's own piece, for a DTensor: no communication)."""
+    t = t.to_local() if hasattr(t, "to_local") else t
     return t.detach().to("cpu").double().numpy().copy()
 
 
@@ -223,11 +227,16 @@ def from_golden(case: GoldenCase) -> Trajectory:
         w = case.world_size
         traj.rank_grads = [[[case.inputs[g][t, r] for g in gnames] for r in range(w)] for t in range(steps)]
         traj.expected_state = [[_gathered_state(case, i, t) for i in range(n)] for t in range(steps)]
+        traj.placements = case.extra.get("placements")
     return traj
 
 
 def _gathered_state(case: GoldenCase, i: int, t: int) -> dict[str, np.ndarray]:
-    """The single-process state of parameter i after step t, joined from the golden per-rank shards."""
+    """The single-process state of parameter i after step t, joined from the golden per-rank pieces: S9.3's rows
+    (concatenated along dim 0), S9.2's whole matrices (one owner), or S9.6's pieces of a DTensor placement
+    (``extra.placements``: concatenated along the Shard dimension, rank 0's for Replicate)."""
+    placement = (case.extra.get("placements") or [None] * (i + 1))[i]
+    dim = int(placement[6:-1]) if placement and placement.startswith("Shard(") else None
     pieces: dict[str, list[np.ndarray]] = {}
     for r in range(case.world_size):
         prefix = f"state.r{r}.{i}."
@@ -236,5 +245,8 @@ def _gathered_state(case: GoldenCase, i: int, t: int) -> dict[str, np.ndarray]:
                 pieces.setdefault(name.removeprefix(prefix), []).append(arr[t])
     out = {}
     for key, parts in pieces.items():
-        out[key] = parts[0] if key == "step" or parts[0].ndim == 0 or len(parts) == 1 else np.concatenate(parts, 0)
+        if placement is not None:
+            out[key] = parts[0] if key == "step" or dim is None else np.concatenate(parts, dim)
+        else:
+            out[key] = parts[0] if key == "step" or parts[0].ndim == 0 or len(parts) == 1 else np.concatenate(parts, 0)
     return out

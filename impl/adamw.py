@@ -125,6 +125,7 @@ def adamw(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avg
     for (device, dtype), idx in buckets.items():
         gs_all = {i: grads[i] if grads[i].dtype == dtype else grads[i].to(dtype) for i in idx}
         if fused:
+            gs_all = {i: _contiguous_local(g) for i, g in gs_all.items()}
             # "before": ε/√(1 − β2ᵗ) is the fused kernel's ε after its correction (float64 from the integer step)
             eps_effs = [eps / math.sqrt(1.0 - beta2 ** steps_[i]) if before else eps for i in range(n)]
             _fused_step(params, gs_all, exp_avgs, exp_avg_sqs, steps_, idx, device, lr_effs=lr_effs,
@@ -155,6 +156,24 @@ def adamw(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avg
         else:
             torch._foreach_add_(denom, eps)                            # √v̂ + ε, ε after bias correction
         torch._foreach_addcdiv_(ps, ms, denom, [-lr_effs[i] / b for i, b in zip(idx, bc1, strict=True)])
+
+
+def _contiguous_local(g: torch.Tensor) -> torch.Tensor:
+    """``g``, or a copy whose (local) storage is contiguous. A DTensor gradient that a redistribute left as a
+    non-contiguous local piece (``Partial`` -> ``Shard(1)``: a column block with the full row stride) reports
+    ``is_contiguous()`` as a whole, and torch 2.13's fused CPU AdamW kernel then reads its piece as if dense: wrong
+    elements, silently (torch.optim.AdamW(fused=True) too; found by the S9.8 conformance case, pinned in
+    tests/impl/test_dtensor.py)."""
+    to_local = getattr(g, "to_local", None)
+    local = to_local() if to_local is not None else g
+    if local.is_contiguous():
+        return g
+    if to_local is None:
+        return g.contiguous()
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(local.contiguous(), g.device_mesh, g.placements, run_check=False, shape=g.shape,
+                              stride=g.stride())
 
 
 def _use_fused() -> bool:

@@ -1,4 +1,5 @@
-"""S9 ZeRO-2: the target's DistMuon and DistAdamW on real process groups (gloo on CPU, NCCL on CUDA).
+"""S9 sharded optimizers: the target's DistMuon, DistAdamW (ZeRO-2) and DTensorMuon, DTensorAdamW (DTensor / FSDP2
+parameters) on real process groups (gloo on CPU, NCCL on CUDA).
 
 For every selected world size (``--world-sizes``, default 1,2,3,4) each optimizer runs the golden trajectory
 of that world size and a fresh live one on W spawned ranks (a hang or crash on any rank is an error naming
@@ -13,6 +14,13 @@ the rank, after ``--dist-timeout`` seconds at most). Judged (``judges.zero2``):
   uninterrupted run (``judges.resume``): a target whose checkpoints lose a rank's state (KellerJordan/Muon #46) fails;
 * layout: the state sits where S9.2 (block-cyclic owners within same-shape groups) and S9.3 (dim-0 rows in
   chunks of ceil(dim0/W)) put it.
+
+DTensorMuon / DTensorAdamW (S9.7, S9.8; ``conformance.dtensor`` steps them, ``judges.dtensor`` adds to the above):
+the golden trajectories with their mixed placements, the live trajectory with each parameter placed Shard(0),
+Shard(1) or Replicate() (``LIVE_PLACEMENTS``), "fully_shard" (the same through FSDP2's fully_shard and a real
+backward), and "resume". core: the invariants above on the whole parameters, every parameter still a DTensor of its
+placements, the whole state equal to the reference's, no rank holding more state than its own pieces need;
+layout: every state tensor a DTensor placed as its parameter (S9.6).
 
 Parameter counts and dim 0 do not divide W, dim 0 is smaller than W for some parameters, DistAdamW gets
 1-D and 0-D parameters, and some steps have gradients comparable to eps, where averaging with a sum
@@ -30,7 +38,9 @@ import pytest
 
 from optconform import spec
 from optconform.conformance.case import Case, golden_dir, target_options, unsupported
-from optconform.conformance.distributed import run_all
+from optconform.conformance.distributed import SQUARES, run_all
+from optconform.conformance.dtensor import FULLY_SHARD
+from optconform.conformance.judges import dtensor as D
 from optconform.conformance.judges import zero2 as Z
 from optconform.conformance.judges.float_family import adamw_step, adamw_variants, judge_float_family
 from optconform.conformance.judges.muon import judge_muon
@@ -49,7 +59,14 @@ from optconform.golden import store
 from optconform.reference.schedules import lr_multiplier, muon_momentum
 
 WORLD_SIZES = (1, 2, 3, 4)
-CLAUSES = {"DistMuon": "S9.4", "DistAdamW": "S9.5"}
+CLAUSES = {"DistMuon": "S9.4", "DistAdamW": "S9.5", "DTensorMuon": "S9.7", "DTensorAdamW": "S9.8"}
+#: the DTensor kinds and the ZeRO-2 kind whose live trajectories they reuse (with placements)
+DTENSOR = {"DTensorMuon": "DistMuon", "DTensorAdamW": "DistAdamW"}
+#: placements of the live DTensor trajectories, parameter by parameter (S9.6: both Shard dims, Replicate, dims W
+#: does not divide or smaller than W; the 0-D parameter can only be Replicate)
+LIVE_PLACEMENTS = {"DTensorMuon": ["Shard(0)", "Shard(1)", "Shard(0)", "Shard(1)", "Replicate()", "Shard(0)",
+                                   "Shard(0)"],
+                   "DTensorAdamW": ["Shard(0)", "Shard(1)", "Shard(0)", "Replicate()", "Shard(1)", "Shard(0)"]}
 
 
 def _golden(kind: str, world_size: int, where) -> Trajectory | None:
@@ -65,6 +82,9 @@ def _golden(kind: str, world_size: int, where) -> Trajectory | None:
 
 
 def _live(kind: str, world_size: int, rng: np.random.Generator, even: bool = False) -> Trajectory:
+    if kind in DTENSOR:
+        traj = _live(DTENSOR[kind], world_size, rng)
+        return replace(traj, kind=kind, placements=list(LIVE_PLACEMENTS[kind]))
     steps = 12
     if kind == "DistMuon":
         shapes = [(8, 16), (8, 16), (8, 16), (16, 8), (16, 8), (12, 12), (4, 32)]
@@ -99,7 +119,9 @@ SHAPES = {
     ("DistAdamW", "large"): [(257, 4), (35, 32), (1029,)],
 }
 KINDS = {"DistMuon": ("golden", "live", "groups", "single", "resume"),
-         "DistAdamW": ("golden", "live", "even", "large", "resume")}
+         "DistAdamW": ("golden", "live", "even", "large", "resume"),
+         "DTensorMuon": ("golden", "live", "fully_shard", "resume"),
+         "DTensorAdamW": ("golden", "live", "fully_shard", "resume")}
 #: "resume": the live trajectory again with each rank's state_dict() saved before this step (torch.save), a fresh
 #: optimizer built and load_state_dict given that rank's own dict; judged against the live run, rank by rank
 RESUME_AT = 6
@@ -133,6 +155,10 @@ def _trajectories(kind: str, world_size: int, live_seed: int, values: dict) -> d
     for which in KINDS[kind]:
         if (kind, which) in SHAPES:
             out[which] = _shaped(kind, which, world_size, rng)
+    if kind in DTENSOR:  # FSDP2: every parameter through fully_shard and a real backward (a 0-D one cannot be)
+        live = out["live"]
+        out["fully_shard"] = replace(live, case_id=live.case_id.replace("live", "live fully_shard"),
+                                     placements=[FULLY_SHARD if p.ndim else "Replicate()" for p in live.params0])
     out["resume"] = replace(out["live"], case_id=out["live"].case_id.replace("live", "live resume"),
                             resume_at=RESUME_AT)
     return {k: v for k, v in out.items() if v is not None}
@@ -153,15 +179,17 @@ def _replayed(rec: dict) -> Replayed:
 def _runnable(target, traj: Trajectory) -> bool:
     """Whether the target declared nothing about this trajectory unsupported (else it is not spawned)."""
     caps = target.capabilities
-    dtype = str(case_dtype(traj.arrays(0), squares=traj.kind == "DistAdamW")).removeprefix("torch.")
+    dtype = str(case_dtype(traj.arrays(0), squares=traj.kind in SQUARES)).removeprefix("torch.")
     return caps.dtype_reason(dtype) is None and all(caps.value_reason(traj.kind, v) is None
                                                     for v in traj.hyper_values())
 
 
 def _regime(kind: str, world_size: int, traj: Trajectory) -> spec.Regime:
     """A distributed trajectory's input regime (S9.4: the gradients' norms; S9.5: rows W does not divide)."""
-    if kind == "DistMuon":
-        return spec.clause("S9.4").regime(matrix_norms(*traj.arrays(0)[len(traj.params0):]))
+    if kind in ("DistMuon", "DTensorMuon"):
+        return spec.clause(CLAUSES[kind]).regime(matrix_norms(*traj.arrays(0)[len(traj.params0):]))
+    if kind == "DTensorAdamW":  # DTensor handles any split: one ordinary regime
+        return spec.clause("S9.8").regime()
     uneven = any(p.ndim == 0 or p.shape[0] % world_size for p in traj.params0)
     return spec.clause("S9.5").regime(structural=("uneven_rows",) if uneven else ())
 
@@ -206,7 +234,7 @@ def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int,
         pytest.skip(f"no {which} {kind} trajectory for world size {world_size}")
     for values in traj.hyper_values():
         case.supports(kind, values)
-    case.supports_dtype(case_dtype(traj.arrays(0), squares=kind == "DistAdamW"))
+    case.supports_dtype(case_dtype(traj.arrays(0), squares=kind in SQUARES))
     case.verdict.regime(_regime(kind, world_size, traj))
     names, records = dist_results(kind, world_size, case.verdict.level)
     if isinstance(records, Exception):
@@ -267,3 +295,48 @@ def test_dist_adamw(case, dist_results, live_seed, world_size, which):
     layout = Z.adamw_layout(traj, world_size)
     Z.judge_state_partition(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), layout, tol, golden_tol)
     Z.judge_state_memory(case.verdict, traj, recs, 2, layout)
+
+
+@pytest.mark.clause("S9.7")
+@pytest.mark.parametrize("world_size", WORLD_SIZES)
+@pytest.mark.parametrize("which", KINDS["DTensorMuon"])
+def test_dtensor_muon(case, dist_results, live_seed, world_size, which):
+    got = _setup(case, dist_results, live_seed, "DTensorMuon", world_size, which)
+    if got is None:
+        return
+    traj, recs = got
+    if which == "resume":
+        _judge_resume(case, dist_results, "DTensorMuon", world_size, recs)
+        return
+    Z.judge_identical_ranks(case.verdict, traj, recs)
+    D.judge_placements_kept(case.verdict, traj, recs)
+    states = judge_muon(case.verdict, traj, Z.mean_replay(traj, recs), strict=case.strict,
+                        extra_rtol=dist_average_rtol(world_size), options=case.options)
+    tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
+    D.judge_dtensor_state(case.verdict, traj, recs, states, ("momentum_buffer",), tol, golden_tol)
+    D.judge_dtensor_memory(case.verdict, traj, recs, 1.0, extra_per_matrix=case.options["normuon_beta2"] is not None)
+
+
+@pytest.mark.clause("S9.8")
+@pytest.mark.parametrize("world_size", WORLD_SIZES)
+@pytest.mark.parametrize("which", KINDS["DTensorAdamW"])
+def test_dtensor_adamw(case, dist_results, live_seed, world_size, which):
+    got = _setup(case, dist_results, live_seed, "DTensorAdamW", world_size, which)
+    if got is None:
+        return
+    traj, recs = got
+    if which == "resume":
+        _judge_resume(case, dist_results, "DTensorAdamW", world_size, recs)
+        return
+    Z.judge_identical_ranks(case.verdict, traj, recs)
+    D.judge_placements_kept(case.verdict, traj, recs)
+    extra = dist_average_rtol(world_size)
+    step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
+    opts = case.reference_options("S8.2")
+    states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), adamw_step(traj, opts),
+                                step_rtol=step_rtol,
+                                golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra,
+                                variants=adamw_variants(traj, opts))
+    tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
+    D.judge_dtensor_state(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), tol, golden_tol)
+    D.judge_dtensor_memory(case.verdict, traj, recs, 2.0)

@@ -349,3 +349,37 @@ def test_step_elements_per_placement():
     assert step_elements([(4, 4)], ["Replicate()"], 2, 1) == 16
     assert [local_range(5, 3, r) for r in range(3)] == [(0, 2), (2, 4), (4, 5)]
     assert [local_range(2, 4, r) for r in range(4)] == [(0, 1), (1, 2), (2, 2), (2, 2)]
+
+
+def _noncontiguous_rank(rank, world):
+    """p.grad as FSDP-free DTensor code builds it: Partial("avg") redistributed to Shard(1), whose local piece on rank 1
+    is a column block with the full row stride (non-contiguous)."""
+    from torch.distributed.tensor import DTensor, Partial
+
+    mesh, params = _distributed([((2, 5), "Shard(1)"), ((3, 7), "Shard(1)")], world)
+    opt = DTensorAdamW(params, lr=0.1)
+    contiguous = []
+    for t in range(3):
+        for p, g in zip(params, _rank_grads([(2, 5), (3, 7)], t, rank), strict=True):
+            p.grad = DTensor.from_local(g, mesh, [Partial("avg")]).redistribute(mesh, p.placements)
+            contiguous.append(p.grad.to_local().is_contiguous())
+        opt.step()
+    return {"params": [p.full_tensor() for p in params], "contiguous": contiguous}
+
+
+@pytest.mark.timeout(TEST_TIMEOUT_S)
+def test_dtensor_adamw_reads_non_contiguous_gradient_pieces():
+    """torch 2.13's fused CPU AdamW kernel misreads such a piece (impl.adamw._contiguous_local copies it first)."""
+    world = 2
+    results = run_distributed(_noncontiguous_rank, world, timeout_s=SPAWN_TIMEOUT_S)
+    assert not all(results[1]["contiguous"]), "the case lost its point: every gradient piece was contiguous"
+    shapes = [(2, 5), (3, 7)]
+    params = [torch.nn.Parameter(t) for t in _init(shapes)]
+    opt = AdamW(params, lr=0.1)
+    for t in range(3):
+        for p, g in zip(params, _mean(shapes, t, world), strict=True):
+            p.grad = g
+        opt.step()
+    for res in results:
+        for got, p in zip(res["params"], params, strict=True):
+            assert torch.equal(got, p.detach())
