@@ -115,6 +115,7 @@ ECOSYSTEM_LIBRARIES = [
     # is a CUDA one whose operators do not load against the CPU torch)
     "heavyball==3.2.1", "opt-einsum==3.4.0",  # heavyball needs opt-einsum and numpy>=2.3.4
     "muonium==0.2.0", "triton==3.9.0",  # muonium imports triton unconditionally (muonium/kernels/gram.py)
+    "muon-fsdp2==0.3.0",  # one module, needs torch only
 ]
 #: JAX and optax for the optax adapter: jax 0.10.2 is the newest JAX for Python 3.11 (0.11 and later need 3.12).
 ECOSYSTEM_JAX = ["jax==0.10.2", "jaxlib==0.10.2", "optax==0.2.8", "chex==0.1.92", "ml-dtypes==0.6.0",
@@ -134,7 +135,8 @@ def _torch_and_cuda_packages(session: nox.Session) -> tuple[str, list[str]]:
 
 @nox.session(python=PYTHON[0])
 def ecosystem(session: nox.Session) -> None:
-    """The suite on real optimizer libraries (torch.optim, pytorch-optimizer, timm, HeavyBall, muonium, optax)
+    """The suite on real optimizer libraries (torch.optim, pytorch-optimizer, timm, HeavyBall, muonium, muon-fsdp2,
+    optax)
     through conformance/adapters/, each with ``--diagnose``; writes COMPATIBILITY.md and docs/ecosystem/*.json
     (full reports: reports/ecosystem/). Fails if installing the libraries changed torch or brought CUDA packages,
     or if a verdict no longer matches its hand-written explanation (conformance/ecosystem.py)."""

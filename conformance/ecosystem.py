@@ -70,6 +70,9 @@ LIBRARIES: tuple[Library, ...] = (
             "muonium/optim/optim.py, optim/algorithms/muon.py, orthogonalize/*.py, kernels/gram.py (0.2.0 wheel)"),
     Library("muonium-normuon", "muonium (NorMuon)", "optconform.conformance.adapters.muonium:normuon",
             ("muonium", "triton"), "muonium/optim/algorithms/normuon.py and as above (0.2.0 wheel)"),
+    Library("muon_fsdp2", "muon-fsdp2 (FSDP2 Muon)", "optconform.conformance.adapters.muon_fsdp2", ("muon-fsdp2",),
+            "muon_fsdp2.py (0.3.0 wheel): Muon.__init__, Muon.step, Fsdp1dWork, zeropower_via_newtonschulz5, "
+            "apply_momentum, apply_scaling, adam_update", "1,2"),
     Library("optax", "optax (JAX)", "optconform.conformance.adapters.optax_adapter", ("optax", "jax", "jaxlib"),
             "optax 0.2.8: optax/contrib/_muon.py (muon, orthogonalize_via_newton_schulz), optax/_src/alias.py "
             "(adamw, sgd), transforms/_clipping.py (clip_by_global_norm: `g_norm < max_norm` keeps, else "
@@ -191,6 +194,21 @@ EXPLANATIONS: dict[tuple[str, str], Explanation] = {
                                     "of u², u/(sqrt(v) + 1e-8), rescaled to keep ‖u‖_F", core="—",
                                     other="unsupported"),
     ("muonium-normuon", "S9.4"): _e("as muonium's Muon", core="—", other="unsupported"),
+    # muon-fsdp2 0.3.0
+    ("muon_fsdp2", "S9.7"): _e("W = 1 passes: one rank holds every whole matrix, and the step is the seed's Muon "
+                               "(lerp momentum, Nesterov, the seed's bf16 Newton–Schulz, max(1, rows/cols)^0.5 with "
+                               "rms_scale=False). W = 2 is an error: Fsdp1dWork gathers every rank's piece into "
+                               "buffers shaped like the destination rank's own piece, so the golden trajectory's "
+                               "5×3 matrix (pieces of 3 and 2 rows) makes gloo abort the process (SIGABRT, 'Received "
+                               "data size doesn't match expected size'), and every case of that spawn reports it. "
+                               "Read from the source, not separable here: Shard(1) pieces and Replicate() copies "
+                               "are concatenated along dim 0 as well (no placement is read), a different matrix",
+                               core="FAIL", other="error"),
+    ("muon_fsdp2", "S9.8"): _e("its AdamW groups are S8.2's AdamW on the local pieces (bias-corrected, ε after the "
+                               "correction, decoupled decay): the live, FSDP2 and resume cases pass at W = 1 and 2. "
+                               "It reads no p.lr_mul / p.wd_mul (torch.optim's convention): the golden cases, which "
+                               "carry nanochat's multipliers, fail by exactly the multiplier (param_muls='ignore')",
+                               core="FAIL", other=""),
     # optax 0.2.8 (JAX 0.10.2), through the functional protocol; not re-read here: from its adapter's docstring
     ("optax", "S3.5"): _e("optax.sgd's trace is torch's heavy ball (trace = g + μ·trace, Nesterov g + μ·trace)",
                           core="pass", other=""),
