@@ -10,7 +10,10 @@ baselines pay the same process start-up and run under the same conditions as the
 * ``DistMuon, 2 ranks, ns_steps=0``: the same step without Newton–Schulz, i.e. what the distribution costs
   (pre-flight all_reduce, collectives, momentum) — ns_steps does not change the collectives;
 * ``DistMuon, 2 ranks, collectives='stacked'``: the stacked layout (nanochat master's), the default off gloo;
-* ``Muon, 1 process × 2 threads``: the other way to use both cores (threaded matmuls).
+* ``Muon, 1 process × 2 threads``: the other way to use both cores (threaded matmuls);
+* ``DTensorMuon, 2 ranks × 1 thread``: the same matrices as FSDP2 keeps them, ``Shard(0)`` DTensors with gradients
+  that FSDP2's backward has already averaged (not timed here: the training loop's, not the optimizer's); each rank
+  orthogonalises half of the matrices, whose pieces one all_to_all per shape group brings it and one returns.
 
 A step is timed on every rank between a barrier and the end of ``step()``; a step's time is the slowest
 rank's. Each rank also records its CPU time over the step: CPU s / wall s near 1 (per thread) means the
@@ -40,6 +43,7 @@ def muon_worker(rank: int, world: int, cfg: dict[str, Any]) -> dict[str, Any]:
     import torch.distributed as dist
 
     from optconform.impl.distributed import DistMuon, state_bytes
+    from optconform.impl.dtensor import DTensorMuon, step_elements
     from optconform.impl.muon import Muon
 
     torch.set_num_threads(cfg["threads"])
@@ -51,7 +55,21 @@ def muon_worker(rank: int, world: int, cfg: dict[str, Any]) -> dict[str, Any]:
         v.grad = grads[name]
         params.append(v)
     hyper = dict(lr=0.02, momentum=0.95, nesterov=True, ns_steps=cfg["ns_steps"])
-    opt = DistMuon(params, collectives=cfg["collectives"], **hyper) if cfg["distributed"] else Muon(params, **hyper)
+    sent = None
+    if cfg["distributed"] == "dtensor":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.tensor import Shard, distribute_tensor
+
+        mesh = init_device_mesh("cpu", (world,))
+        params = [torch.nn.Parameter(distribute_tensor(p.detach(), mesh, [Shard(0)])) for p in params]
+        for p, g in zip(params, grads.values(), strict=True):
+            p.grad = distribute_tensor(g, mesh, [Shard(0)])
+        opt = DTensorMuon(params, **hyper)
+        sent = step_elements([tuple(p.shape) for p in params], ["Shard(0)"] * len(params), world, rank)
+    elif cfg["distributed"]:
+        opt = DistMuon(params, collectives=cfg["collectives"], **hyper)
+    else:
+        opt = Muon(params, **hyper)
     times, cpu = [], []
     for i in range(cfg["warmup"] + cfg["repeats"]):
         dist.barrier()
@@ -64,7 +82,7 @@ def muon_worker(rank: int, world: int, cfg: dict[str, Any]) -> dict[str, Any]:
     with count_collectives() as calls:  # one more step, untimed: what a step issues
         opt.step()
     return {"times": times, "cpu": cpu, "state_bytes": state_bytes(opt), "threads": torch.get_num_threads(),
-            "collectives": dict(calls)}
+            "collectives": dict(calls), "elements_sent": sent}
 
 
 def _describe_calls(calls: dict[str, int]) -> str:
@@ -78,6 +96,8 @@ CONFIGS = (
     ("dist_2x1t_ns0", "DistMuon, 2 ranks × 1 thread, ns_steps=0 (distribution overhead)", 2, 1, True, 0, "auto"),
     ("dist_2x1t_stacked", "DistMuon, 2 ranks × 1 thread, collectives='stacked'", 2, 1, True, 5, "stacked"),
     ("single_2t", "Muon, 1 process × 2 threads", 1, 2, False, 5, "auto"),
+    ("dtensor_2x1t", "DTensorMuon, 2 ranks × 1 thread (Shard(0), gradients averaged by FSDP2)", 2, 1, "dtensor", 5,
+     "auto"),
 )
 
 
@@ -90,6 +110,7 @@ def run(*, d_model: int, depth: int, repeats: int, warmup: int, rounds: int = 1,
     raw: dict[str, list[list[float]]] = {k: [] for k, *_ in CONFIGS}
     busy: dict[str, list[float]] = {k: [] for k, *_ in CONFIGS}
     calls: dict[str, str] = {}
+    sent: dict[str, int | None] = {}
     for _ in range(rounds):
         for key, _, world, threads, distributed, ns_steps, collectives in CONFIGS:
             cfg = dict(d_model=d_model, depth=depth, repeats=repeats, warmup=warmup, seed=seed,
@@ -100,6 +121,7 @@ def run(*, d_model: int, depth: int, repeats: int, warmup: int, rounds: int = 1,
             busy[key] += [c / t for r in results for c, t in zip(r["cpu"], step_times, strict=True)]
             per_round[key].append(median(step_times))
             calls[key] = _describe_calls(results[0]["collectives"])
+            sent[key] = results[0]["elements_sent"]
     base = per_round["single_1t"]
     rows = []
     for key, label, world, threads, _, ns_steps, _ in CONFIGS:
@@ -113,6 +135,8 @@ def run(*, d_model: int, depth: int, repeats: int, warmup: int, rounds: int = 1,
     ovh = by[CONFIGS[2][1]]["s_per_step"]
     stacked = by[CONFIGS[3][1]]["speedup"]
     s2t = by[CONFIGS[4][1]]["speedup"]
+    sdt = by[CONFIGS[5][1]]["speedup"]
+    dt_sent = sent["dtensor_2x1t"] or 0
     mib = nbytes(shapes) / 2**20
     if s2 > 1.05 * s2t:
         versus = "so on this machine two single-threaded ranks beat threading the matmuls"
@@ -131,10 +155,13 @@ def run(*, d_model: int, depth: int, repeats: int, warmup: int, rounds: int = 1,
                f"({t1:.2f} → {t1 / s2:.2f} s per step; ideal 2×), and {ovh:.2f} s of its step is the distribution "
                f"itself (the ns_steps=0 run). With collectives='stacked' (one reduce-scatter and one all-gather per "
                f"shape group, the default off gloo) it is {stacked:.2f}×. One process with 2 threads on the same 2 "
-               f"cores is {s2t:.2f}× as fast, {versus}.{load}")
+               f"cores is {s2t:.2f}× as fast, {versus}. DTensorMuon on the same matrices as FSDP2 shards them (its "
+               f"gradients already averaged by the backward) is {sdt:.2f}×: per step rank 0 sends "
+               f"{dt_sent * 4 / 2**20:.0f} MiB at most (u in float32, O in bf16: less), against DistMuon's "
+               f"{mib:.0f} MiB reduce-scattered and {mib:.0f} MiB all-gathered.{load}")
     return {
         "id": "dist_muon",
-        "title": "Figure 4 — DistMuon, 2 gloo ranks × 1 thread, vs single-process Muon (same matrices)",
+        "title": "Figure 4 — DistMuon and DTensorMuon, 2 gloo ranks × 1 thread, vs single-process Muon (same matrices)",
         "config": {"d_model": d_model, "depth": depth, "repeats": repeats, "warmup": warmup, "rounds": rounds,
                    "backend": "gloo", "matrices": len(shapes), "fp32_mib": round(mib, 1)},
         "columns": [["config", "configuration", "s"], ["s_per_step", "s / step (median)", ".3f"],

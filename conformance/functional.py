@@ -72,8 +72,8 @@ are passed positionally, keyword-only ones by keyword, exactly as above.
   not handle; the case is then *unsupported* with that reason. Declared capabilities work as for torch targets;
   selectors may name the protocol name (``"Muon.nesterov=False"``) or the update function
   (``"muon_update.nesterov=False"``).
-* **Distributed names** (``DistMuon``, ``DistAdamW``, S9.4/S9.5) are torch-only: they need torch.distributed
-  process groups and the state each rank holds. A functional target does not provide them (reported *not
+* **Distributed names** (``DistMuon``, ``DistAdamW``, ``DTensorMuon``, ``DTensorAdamW``, S9) are torch-only: they
+  need torch.distributed process groups and the state each rank holds. A functional target does not provide them (reported *not
   provided*), even if it has attributes of those names.
 
 :func:`as_torch_target` builds the torch-protocol object from a functional target: ``SGD`` / ``Muon`` / ``AdamW``
@@ -105,7 +105,7 @@ __all__ = ["OPTIMIZERS", "TORCH_ONLY", "FUNCTIONAL_NAMES", "FunctionalTarget", "
 OPTIMIZERS = {"SGD": ("sgd_update", "sgd_init"), "Muon": ("muon_update", "muon_init"),
               "AdamW": ("adamw_update", "adamw_init")}
 #: protocol names a functional target never provides (they need torch.distributed)
-TORCH_ONLY = ("DistMuon", "DistAdamW")
+TORCH_ONLY = tuple(c.protocol_name for c in spec.CLAUSES if c.protocol and c.module == "zero2")
 #: protocol name -> the functional function that provides it (the protocol's own name where not an optimizer)
 FUNCTIONAL_NAMES = {name: OPTIMIZERS[name][0] if name in OPTIMIZERS else name
                     for name in spec.PROTOCOL if name not in TORCH_ONLY}
@@ -375,7 +375,7 @@ def as_torch_target(functional: Any) -> FunctionalTarget:
     """Wrap a functional target (see the module docstring) into an object exposing the torch protocol's names.
 
     The capability declaration is carried over as it is (``Capabilities.declared_by`` reads the functional names in
-    its selectors as the protocol names). ``DistMuon`` / ``DistAdamW`` are never provided."""
+    its selectors as the protocol names). The distributed names (``TORCH_ONLY``) are never provided."""
     out: dict[str, Any] = dict(functional=functional)
     caps = getattr(functional, spec.CAPABILITIES_ATTRIBUTE, None)
     if caps is not None:

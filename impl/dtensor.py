@@ -122,13 +122,20 @@ class DTensorMuon(_ZeRO2):
 
     def __init__(self, params: Iterable[Tensor] | Iterable[tuple[str, Tensor]], lr: float = _H.default("lr"),
                  momentum: float = _H.default("momentum"), nesterov: bool = _H.default("nesterov"),
-                 ns_steps: int = _H.default("ns_steps"), **options: Any):
+                 ns_steps: int = _H.default("ns_steps"), *, ns_eps: float = _H.default("ns_eps"),
+                 rows: str | None = _H.default("rows"), row_cut: str = _H.default("row_cut"),
+                 normalisation: str = _H.default("normalisation"), safety: float = _H.default("safety"),
+                 momentum_form: str = _H.default("momentum_form"), muoneq: bool = _H.default("muoneq"),
+                 muon_plus: bool = _H.default("muon_plus"), normuon_beta2: float | None = _H.default("normuon_beta2"),
+                 lr_scale: str = _H.default("lr_scale"), weight_decay: float = _H.default("weight_decay"),
+                 weight_decay_lr: str = _H.default("weight_decay_lr"),
+                 weight_decay_mode: str = _H.default("weight_decay_mode")):
         rank, world = _require_group(self._who)
-        unknown = set(options) - set(MUON_OPTIONS)
-        if unknown:
-            raise TypeError(f"DTensorMuon got unknown keyword(s) {sorted(unknown)}; options: {', '.join(MUON_OPTIONS)}")
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                        **{k: options.get(k, _H.default(k)) for k in MUON_OPTIONS})
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, ns_eps=ns_eps, rows=rows,
+                        row_cut=row_cut, normalisation=normalisation, safety=safety, momentum_form=momentum_form,
+                        muoneq=muoneq, muon_plus=muon_plus, normuon_beta2=normuon_beta2, lr_scale=lr_scale,
+                        weight_decay=weight_decay, weight_decay_lr=weight_decay_lr,
+                        weight_decay_mode=weight_decay_mode)
         _check_hyper(**defaults)
         items = list(params)
         if not items:

@@ -32,7 +32,6 @@ Plain tensors (``SingelDeviceWork``, l. 199) call an undefined ``muon_update`` (
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import Any
 
 import torch
 from muon_fsdp2 import Muon as _Muon

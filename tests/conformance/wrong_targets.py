@@ -513,6 +513,23 @@ class DTensorMuonWholeState(torch.optim.Optimizer):
                 p.to_local().copy_(mine.redistribute(p.device_mesh, p.placements).to_local())
 
 
+class DTensorMuonLazyState(impl.DTensorMuon):
+    """Right steps, but state created lazily, only where a rank has something to hold: no entry for a parameter
+    whose piece on this rank is empty, so the ranks disagree on the state's keys (Dion's hang in
+    torch.distributed.checkpoint, whose save needs every rank to hold every DTensor entry)."""
+
+    def __init__(self, params, *, lr, momentum, nesterov, ns_steps):
+        super().__init__(params, lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.to_local().numel() == 0:
+                    self.state.pop(p, None)
+        return loss
+
+
 # ----------------------------------------------------------------------------------------------- the catalog
 
 _BASE = {name: getattr(impl, name) for name in (
@@ -595,6 +612,9 @@ CATALOG: dict[str, Entry] = {
     # a count against the rank's own pieces: the live trajectory's whole matrices are 1.75× a rank's pieces at W=2
     "dtensor_muon_whole_state": Entry("S9.7", "core", "dtensor_muon and live", _W2, _target(
         DTensorMuon=DTensorMuonWholeState), margin=1.5),
+    # W = 3: the live trajectory's 4×32 Shard(0) matrix has pieces of 2, 2 and 0 rows
+    "dtensor_muon_lazy_state": Entry("S9.7", "core", "dtensor_muon and live", "3", _target(
+        DTensorMuon=DTensorMuonLazyState)),
 }
 
 def make_compiled_zeropower():
