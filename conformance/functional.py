@@ -73,8 +73,8 @@ are passed positionally, keyword-only ones by keyword, exactly as above.
   selectors may name the protocol name (``"Muon.nesterov=False"``) or the update function
   (``"muon_update.nesterov=False"``).
 * **Distributed names** (``DistMuon``, ``DistAdamW``, ``DTensorMuon``, ``DTensorAdamW``, S9) are torch-only: they
-  need torch.distributed process groups and the state each rank holds. A functional target does not provide them (reported *not
-  provided*), even if it has attributes of those names.
+  need torch.distributed process groups and the state each rank holds. A functional target does not provide them
+  (reported *not provided*), even if it has attributes of those names.
 
 :func:`as_torch_target` builds the torch-protocol object from a functional target: ``SGD`` / ``Muon`` / ``AdamW``
 factories with the protocol's signatures, each returning a ``torch.optim.Optimizer`` subclass

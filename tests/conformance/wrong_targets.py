@@ -533,8 +533,8 @@ class DTensorMuonLazyState(impl.DTensorMuon):
 # ----------------------------------------------------------------------------------------------- the catalog
 
 _BASE = {name: getattr(impl, name) for name in (
-    "zeropower", "Muon", "DistMuon", "AdamW", "DistAdamW", "DTensorMuon", "DTensorAdamW", "SGD", "lr_multiplier", "muon_momentum",
-    "step_decay_lr", "exponential_decay_lr", "inverse_time_decay_lr", "clip_grad_norm")}
+    "zeropower", "Muon", "DistMuon", "AdamW", "DistAdamW", "DTensorMuon", "DTensorAdamW", "SGD", "lr_multiplier",
+    "muon_momentum", "step_decay_lr", "exponential_decay_lr", "inverse_time_decay_lr", "clip_grad_norm")}
 
 
 def _target(**overrides) -> SimpleNamespace:
