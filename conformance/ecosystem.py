@@ -197,12 +197,13 @@ EXPLANATIONS: dict[tuple[str, str], Explanation] = {
     # muon-fsdp2 0.3.0
     ("muon_fsdp2", "S9.7"): _e("W = 1 passes: one rank holds every whole matrix, and the step is the seed's Muon "
                                "(lerp momentum, Nesterov, the seed's bf16 Newton–Schulz, max(1, rows/cols)^0.5 with "
-                               "rms_scale=False). W = 2 is an error: Fsdp1dWork gathers every rank's piece into "
-                               "buffers shaped like the destination rank's own piece, so the golden trajectory's "
-                               "5×3 matrix (pieces of 3 and 2 rows) makes gloo abort the process (SIGABRT, 'Received "
-                               "data size doesn't match expected size'), and every case of that spawn reports it. "
-                               "Read from the source, not separable here: Shard(1) pieces and Replicate() copies "
-                               "are concatenated along dim 0 as well (no placement is read), a different matrix",
+                               "rms_scale=False). At W = 2 the fully_shard and resume cases pass (Shard(0), dim 0 "
+                               "even: Fsdp1dWork gathers the rows on rank i % W, concatenates them along dim 0, "
+                               "orthogonalises once and scatters back). The live case fails: its Shard(1) pieces and "
+                               "Replicate() copies are concatenated along dim 0 too (no placement is read), a "
+                               "different matrix. The golden case is an error: the gather buffers are shaped like the "
+                               "destination rank's own piece, so its 5×3 matrix (pieces of 3 and 2 rows) makes gloo "
+                               "abort the process (SIGABRT, 'Received data size doesn't match expected size')",
                                core="FAIL", other="error"),
     ("muon_fsdp2", "S9.8"): _e("its AdamW groups are S8.2's AdamW on the local pieces (bias-corrected, ε after the "
                                "correction, decoupled decay): the live, FSDP2 and resume cases pass at W = 1 and 2. "

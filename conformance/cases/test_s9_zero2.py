@@ -31,6 +31,7 @@ case with a 0-D parameter or a dim 0 that W does not divide is ``hardening`` (S9
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -166,8 +167,12 @@ def _trajectories(kind: str, world_size: int, live_seed: int, values: dict) -> d
 
 def _judge_resume(case: Case, dist_results, kind: str, world_size: int, recs: list[dict]) -> None:
     """Every rank's resumed run against its uninterrupted live run (same spawn, same gradients)."""
-    names, records = dist_results(kind, world_size, case.verdict.level)
-    live = [records[r][names.index("live")] for r in range(world_size)]
+    names, per_traj = dist_results(kind, world_size, case.verdict.level)
+    live = per_traj[names.index("live")]
+    if isinstance(live, Exception):  # the uninterrupted run crashed on its own: nothing to compare the resume with
+        if case.verdict.error(live, case=f"resume W={world_size}"):
+            pytest.fail(f"{kind} on {world_size} ranks (the uninterrupted live run): {live}", pytrace=False)
+        return
     judge_resume(case.verdict, [_replayed(rec) for rec in live], [_replayed(rec) for rec in recs], RESUME_AT,
                  case=f"resume W={world_size}")
 
@@ -197,22 +202,34 @@ def _regime(kind: str, world_size: int, traj: Trajectory) -> spec.Regime:
 @pytest.fixture(scope="session")
 def dist_results(target, pytestconfig, live_seed):
     """Lazily runs every trajectory of (kind, W) at one level on one process group, once per session (a crash in
-    a hardening regime cannot take a core case down with it): {(kind, W, level): (names, records | exception)}."""
+    a hardening regime cannot take a core case down with it): {(kind, W, level): (names, per trajectory: its
+    records per rank, or the exception)}. When a rank crashes (RankFailure), each trajectory runs again on its own
+    process group, so that one trajectory's crash is not every case's verdict; a hang (RankTimeout) is not rerun
+    (each rerun would wait for the timeout again) and is every case's."""
     cache: dict = {}
 
-    def get(kind: str, world_size: int, level: str) -> tuple[list[str], list[list[dict]] | Exception]:
+    def get(kind: str, world_size: int, level: str) -> tuple[list[str], list[list[dict] | Exception]]:
         if (kind, world_size, level) not in cache:
             _, values = variant_values(pytestconfig, spec.clause(CLAUSES[kind]))
             extra = target_options(target, kind, values)  # the profile's options, where the target takes them
             trajs = {k: replace(t, hyper={**t.hyper, **extra}) for k, t in _trajectories(kind, world_size,
                                                                                            live_seed, values).items()
                      if _runnable(target, t) and _regime(kind, world_size, t).level == level}
+            run = functools.partial(run_all, target.spec, world_size=world_size, device=option(pytestconfig, "device"),
+                                    timeout_s=option(pytestconfig, "dist-timeout"))
             try:
-                records = run_all(target.spec, list(trajs.values()), world_size, device=option(pytestconfig, "device"),
-                                  timeout_s=option(pytestconfig, "dist-timeout"))
-            except (RankFailure, RankTimeout) as exc:
-                records = exc
-            cache[(kind, world_size, level)] = (list(trajs), records)
+                records = run(list(trajs.values()))
+                per_traj: list = [[records[r][k] for r in range(world_size)] for k in range(len(trajs))]
+            except RankTimeout as exc:
+                per_traj = [exc] * len(trajs)
+            except RankFailure as exc:
+                per_traj = [exc] if len(trajs) == 1 else []
+                for t in trajs.values() if len(trajs) > 1 else ():
+                    try:
+                        per_traj.append([rec[0] for rec in run([t])])
+                    except (RankFailure, RankTimeout) as one:
+                        per_traj.append(one)
+            cache[(kind, world_size, level)] = (list(trajs), per_traj)
         return cache[(kind, world_size, level)]
 
     return get
@@ -236,13 +253,12 @@ def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int,
         case.supports(kind, values)
     case.supports_dtype(case_dtype(traj.arrays(0), squares=kind in SQUARES))
     case.verdict.regime(_regime(kind, world_size, traj))
-    names, records = dist_results(kind, world_size, case.verdict.level)
-    if isinstance(records, Exception):
-        if case.verdict.error(records, case=traj.case_id):
-            pytest.fail(f"{kind} on {world_size} ranks: {records}", pytrace=False)
+    names, per_traj = dist_results(kind, world_size, case.verdict.level)
+    recs = per_traj[names.index(which)]
+    if isinstance(recs, Exception):
+        if case.verdict.error(recs, case=traj.case_id):
+            pytest.fail(f"{kind} on {world_size} ranks: {recs}", pytrace=False)
         return None
-    k = names.index(which)
-    recs = [records[r][k] for r in range(world_size)]
     reasons = [rec["unsupported"] for rec in recs if "unsupported" in rec]
     if reasons:
         unsupported(reasons[0])
