@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -139,6 +139,34 @@ def _grad_code(p: Tensor) -> int:
     if getattr(g, "placements", None) != getattr(p, "placements", None):  # DTensor parameters (impl.dtensor)
         return 6
     return 0
+
+
+def grouped_params(params: Iterable[Any], who: str, what: str, check: Callable[[str, Any], None],
+                   key: Callable[[Tensor], Any]) -> tuple[list[dict[str, Any]], list[int], list[Tensor]]:
+    """One param group per distinct ``key(p)`` (sorted), the given order within a group; ``params``: tensors or
+    (name, tensor) pairs, each passed to ``check(label, p)``. Returns (groups, flat: the input position of each
+    parameter in group order, the tensors). ValueError for an empty list, param-group dicts, a mix of named and
+    plain, or the same tensor twice."""
+    items = list(params)
+    if not items:
+        raise ValueError("params must not be empty")
+    if any(isinstance(x, dict) for x in items):
+        raise ValueError(f"params must be tensors or (name, tensor) pairs, not param groups: {who} makes one group "
+                         f"per {what} itself")
+    named = [x for x in items if isinstance(x, tuple)]
+    if named and len(named) != len(items):
+        raise ValueError("params must be all tensors or all (name, tensor) pairs")
+    tensors = [x[1] if isinstance(x, tuple) else x for x in items]
+    for j, p in enumerate(tensors):
+        check(repr(items[j][0]) if named else f"params[{j}]", p)
+    if len({id(p) for p in tensors}) != len(tensors):
+        raise ValueError("params must not contain the same tensor twice")
+    groups, flat = [], []
+    for k in sorted({key(p) for p in tensors}):
+        idx = [j for j, p in enumerate(tensors) if key(p) == k]
+        groups.append(dict(params=[items[j] for j in idx]))
+        flat += idx
+    return groups, flat, tensors
 
 
 class _ZeRO2(torch.optim.Optimizer):
@@ -296,34 +324,19 @@ class DistMuon(_ZeRO2):
                         weight_decay=weight_decay, weight_decay_lr=weight_decay_lr,
                         weight_decay_mode=weight_decay_mode)
         self._check_hypers(defaults)
-        items = list(params)
-        if not items:
-            raise ValueError("params must not be empty")
-        if any(isinstance(x, dict) for x in items):
-            raise ValueError("params must be tensors or (name, tensor) pairs, not param groups: DistMuon "
-                             "makes one group per shape itself")
-        named = [x for x in items if isinstance(x, tuple)]
-        if named and len(named) != len(items):
-            raise ValueError("params must be all tensors or all (name, tensor) pairs")
-        tensors = [x[1] if isinstance(x, tuple) else x for x in items]
-        for j, p in enumerate(tensors):
-            label = repr(items[j][0]) if named else f"params[{j}]"
-            if not isinstance(p, Tensor):
-                raise ValueError(f"{label} must be a torch.Tensor; got {type(p).__name__}")
-            if p.ndim != 2:
-                raise ValueError(f"{label} must be 2-D (DistMuon orthogonalises matrices); got shape "
-                                 f"{tuple(p.shape)}: give 0-D/1-D parameters to DistAdamW")
-        if len({id(p) for p in tensors}) != len(tensors):
-            raise ValueError("params must not contain the same tensor twice")
-        groups, flat = [], []
-        for shape in sorted({tuple(p.shape) for p in tensors}):
-            idx = [j for j, p in enumerate(tensors) if tuple(p.shape) == shape]
-            groups.append(dict(params=[items[j] for j in idx]))
-            flat += idx
+        groups, flat, tensors = grouped_params(params, "DistMuon", "shape", self._check_param, lambda p: tuple(p.shape))
         super().__init__(groups, defaults)
         #: input_order[j]: the position, in param_groups order, of the j-th parameter given (checkpoint keys)
         self.input_order = sorted(range(len(flat)), key=flat.__getitem__)
         self._check_device(tensors)
+
+    @staticmethod
+    def _check_param(label: str, p: object) -> None:
+        if not isinstance(p, Tensor):
+            raise ValueError(f"{label} must be a torch.Tensor; got {type(p).__name__}")
+        if p.ndim != 2:
+            raise ValueError(f"{label} must be 2-D (DistMuon orthogonalises matrices); got shape "
+                             f"{tuple(p.shape)}: give 0-D/1-D parameters to DistAdamW")
 
     @classmethod
     def from_profile(cls, name: str, params: Iterable[Tensor] | Iterable[tuple[str, Tensor]], **overrides: Any

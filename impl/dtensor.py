@@ -49,7 +49,7 @@ from torch.distributed.tensor import DTensor, Replicate, Shard
 from optconform import spec
 
 from .adamw import AdamW
-from .distributed import _all_gather_single, _as_float, _require_group, _ZeRO2
+from .distributed import _all_gather_single, _as_float, _require_group, _ZeRO2, grouped_params
 from .muon import (
     MUON_OPTIONS,
     PER_MATRIX_MIN_DIM,
@@ -137,27 +137,9 @@ class DTensorMuon(_ZeRO2):
                         weight_decay=weight_decay, weight_decay_lr=weight_decay_lr,
                         weight_decay_mode=weight_decay_mode)
         _check_hyper(**defaults)
-        items = list(params)
-        if not items:
-            raise ValueError("params must not be empty")
-        if any(isinstance(x, dict) for x in items):
-            raise ValueError("params must be DTensors or (name, DTensor) pairs, not param groups: DTensorMuon makes "
-                             "one group per shape and placement itself")
-        named = [x for x in items if isinstance(x, tuple)]
-        if named and len(named) != len(items):
-            raise ValueError("params must be all tensors or all (name, tensor) pairs")
-        tensors = [x[1] if isinstance(x, tuple) else x for x in items]
-        for j, p in enumerate(tensors):
-            label = repr(items[j][0]) if named else f"params[{j}]"
-            self._check_param(label, p, world)
-        if len({id(p) for p in tensors}) != len(tensors):
-            raise ValueError("params must not contain the same tensor twice")
-        keys = sorted({(tuple(p.shape), placement_name(p)) for p in tensors})
-        groups, flat = [], []
-        for key in keys:
-            idx = [j for j, p in enumerate(tensors) if (tuple(p.shape), placement_name(p)) == key]
-            groups.append(dict(params=[items[j] for j in idx]))
-            flat += idx
+        groups, flat, tensors = grouped_params(params, "DTensorMuon", "shape and placement",
+                                               lambda label, p: self._check_param(label, p, world),
+                                               lambda p: (tuple(p.shape), placement_name(p)))
         super().__init__(groups, defaults)
         #: input_order[j]: the position, in param_groups order, of the j-th parameter given
         self.input_order = sorted(range(len(flat)), key=flat.__getitem__)

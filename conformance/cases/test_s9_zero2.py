@@ -265,21 +265,42 @@ def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int,
     return traj, recs
 
 
+def _stepped(case: Case, dist_results, live_seed: int, kind: str, world_size: int, which: str):
+    """The judgments every S9 kind shares: the resume case whole, or the ranks' agreement (and, for DTensor kinds,
+    kept placements) and each step against the single-process optimizer on the mean gradient. Returns (traj, recs,
+    reference states, state tolerance, golden state tolerance), or None when nothing is left to judge."""
+    got = _setup(case, dist_results, live_seed, kind, world_size, which)
+    if got is None:
+        return None
+    traj, recs = got
+    if which == "resume":
+        _judge_resume(case, dist_results, kind, world_size, recs)
+        return None
+    Z.judge_identical_ranks(case.verdict, traj, recs)
+    if kind in DTENSOR:
+        D.judge_placements_kept(case.verdict, traj, recs)
+    extra = dist_average_rtol(world_size)
+    if kind in ("DistMuon", "DTensorMuon"):
+        states = judge_muon(case.verdict, traj, Z.mean_replay(traj, recs), strict=case.strict, extra_rtol=extra,
+                            options=case.options)
+    else:
+        step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
+        opts = case.reference_options("S8.2")
+        states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), adamw_step(traj, opts),
+                                    step_rtol=step_rtol,
+                                    golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra,
+                                    variants=adamw_variants(traj, opts))
+    return (traj, recs, states, *Z.dist_state_tolerances(traj, world_size, strict=case.strict))
+
+
 @pytest.mark.clause("S9.4")
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
 @pytest.mark.parametrize("which", KINDS["DistMuon"])
 def test_dist_muon(case, dist_results, live_seed, world_size, which):
-    got = _setup(case, dist_results, live_seed, "DistMuon", world_size, which)
+    got = _stepped(case, dist_results, live_seed, "DistMuon", world_size, which)
     if got is None:
         return
-    traj, recs = got
-    if which == "resume":
-        _judge_resume(case, dist_results, "DistMuon", world_size, recs)
-        return
-    Z.judge_identical_ranks(case.verdict, traj, recs)
-    states = judge_muon(case.verdict, traj, Z.mean_replay(traj, recs), strict=case.strict,
-                        extra_rtol=dist_average_rtol(world_size), options=case.options)
-    tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
+    traj, recs, states, tol, golden_tol = got
     layout = Z.muon_layout(traj, world_size)
     Z.judge_state_partition(case.verdict, traj, recs, states, ("momentum_buffer",), layout, tol, golden_tol)
     # NorMuon (S7.4) keeps one more value per row (or column) of each matrix: size/min(rows, cols) elements
@@ -292,22 +313,10 @@ def test_dist_muon(case, dist_results, live_seed, world_size, which):
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
 @pytest.mark.parametrize("which", KINDS["DistAdamW"])
 def test_dist_adamw(case, dist_results, live_seed, world_size, which):
-    got = _setup(case, dist_results, live_seed, "DistAdamW", world_size, which)
+    got = _stepped(case, dist_results, live_seed, "DistAdamW", world_size, which)
     if got is None:
         return
-    traj, recs = got
-    if which == "resume":
-        _judge_resume(case, dist_results, "DistAdamW", world_size, recs)
-        return
-    Z.judge_identical_ranks(case.verdict, traj, recs)
-    extra = dist_average_rtol(world_size)
-    step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
-    opts = case.reference_options("S8.2")
-    states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), adamw_step(traj, opts),
-                                step_rtol=step_rtol,
-                                golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra,
-                                variants=adamw_variants(traj, opts))
-    tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
+    traj, recs, states, tol, golden_tol = got
     layout = Z.adamw_layout(traj, world_size)
     Z.judge_state_partition(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), layout, tol, golden_tol)
     Z.judge_state_memory(case.verdict, traj, recs, 2, layout)
@@ -317,18 +326,10 @@ def test_dist_adamw(case, dist_results, live_seed, world_size, which):
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
 @pytest.mark.parametrize("which", KINDS["DTensorMuon"])
 def test_dtensor_muon(case, dist_results, live_seed, world_size, which):
-    got = _setup(case, dist_results, live_seed, "DTensorMuon", world_size, which)
+    got = _stepped(case, dist_results, live_seed, "DTensorMuon", world_size, which)
     if got is None:
         return
-    traj, recs = got
-    if which == "resume":
-        _judge_resume(case, dist_results, "DTensorMuon", world_size, recs)
-        return
-    Z.judge_identical_ranks(case.verdict, traj, recs)
-    D.judge_placements_kept(case.verdict, traj, recs)
-    states = judge_muon(case.verdict, traj, Z.mean_replay(traj, recs), strict=case.strict,
-                        extra_rtol=dist_average_rtol(world_size), options=case.options)
-    tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
+    traj, recs, states, tol, golden_tol = got
     D.judge_dtensor_state(case.verdict, traj, recs, states, ("momentum_buffer",), tol, golden_tol)
     D.judge_dtensor_memory(case.verdict, traj, recs, 1.0, extra_per_matrix=case.options["normuon_beta2"] is not None)
 
@@ -337,22 +338,9 @@ def test_dtensor_muon(case, dist_results, live_seed, world_size, which):
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
 @pytest.mark.parametrize("which", KINDS["DTensorAdamW"])
 def test_dtensor_adamw(case, dist_results, live_seed, world_size, which):
-    got = _setup(case, dist_results, live_seed, "DTensorAdamW", world_size, which)
+    got = _stepped(case, dist_results, live_seed, "DTensorAdamW", world_size, which)
     if got is None:
         return
-    traj, recs = got
-    if which == "resume":
-        _judge_resume(case, dist_results, "DTensorAdamW", world_size, recs)
-        return
-    Z.judge_identical_ranks(case.verdict, traj, recs)
-    D.judge_placements_kept(case.verdict, traj, recs)
-    extra = dist_average_rtol(world_size)
-    step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
-    opts = case.reference_options("S8.2")
-    states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), adamw_step(traj, opts),
-                                step_rtol=step_rtol,
-                                golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra,
-                                variants=adamw_variants(traj, opts))
-    tol, golden_tol = Z.dist_state_tolerances(traj, world_size, strict=case.strict)
+    traj, recs, states, tol, golden_tol = got
     D.judge_dtensor_state(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), tol, golden_tol)
     D.judge_dtensor_memory(case.verdict, traj, recs, 2.0)
