@@ -111,7 +111,8 @@ def step_dtensor(make_optimizer, traj: Trajectory, *, device, dtype, rank: int, 
     for t in range(traj.steps):
         if t == traj.resume_at:
             opt, restored = _round_trip(make_optimizer, opt, params, traj.hyper)
-        out.before.append([_f64(p.full_tensor()) for p in params])
+        # the parameters before a step are those after the previous one (a resume changes only the optimizer)
+        out.before.append(out.after[-1] if out.after else [_f64(p.full_tensor()) for p in params])
         gs = [torch.as_tensor(g, dtype=dtype, device=device).clone() for g in grads_at(t)]
         out.grads.append([_f64(g) for g in gs])
         if model is not None:

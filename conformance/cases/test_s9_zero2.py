@@ -199,37 +199,79 @@ def _regime(kind: str, world_size: int, traj: Trajectory) -> spec.Regime:
     return spec.clause("S9.5").regime(structural=("uneven_rows",) if uneven else ())
 
 
+def _isolating(run, trajs: list[Trajectory]) -> list[list[dict] | Exception]:
+    """``run(trajs)`` as per-trajectory records per rank; when a rank crashes, each trajectory again on its own
+    (its own records, or its own exception). A hang (RankTimeout) propagates."""
+    if not trajs:
+        return []
+    try:
+        records = run(trajs)
+    except RankFailure as exc:
+        if len(trajs) == 1:
+            return [exc]
+        out: list = []
+        for t in trajs:
+            try:
+                out.append([rec[0] for rec in run([t])])
+            except (RankFailure, RankTimeout) as one:
+                out.append(one)
+        return out
+    return [[records[r][j] for r in range(len(records))] for j in range(len(trajs))]
+
+
+#: the test function of each kind (which kinds a session selected, to share their process groups)
+TEST_OF = {"DistMuon": "test_dist_muon", "DistAdamW": "test_dist_adamw", "DTensorMuon": "test_dtensor_muon",
+           "DTensorAdamW": "test_dtensor_adamw"}
+
+
 @pytest.fixture(scope="session")
-def dist_results(target, pytestconfig, live_seed):
-    """Lazily runs every trajectory of (kind, W) at one level on one process group, once per session (a crash in
-    a hardening regime cannot take a core case down with it): {(kind, W, level): (names, per trajectory: its
-    records per rank, or the exception)}. When a rank crashes (RankFailure), each trajectory runs again on its own
-    process group, so that one trajectory's crash is not every case's verdict; a hang (RankTimeout) is not rerun
-    (each rerun would wait for the timeout again) and is every case's."""
+def dist_results(request, target, pytestconfig, live_seed):
+    """Lazily runs the trajectories of (W, level), once per session, on one process group: those of the kind asked
+    for and of every other kind this session selected that the target can run at W (starting W processes costs
+    seconds, the steps milliseconds), each level apart (a crash in a hardening regime cannot take a core case down
+    with it). Returns {(kind, W, level): (names, per trajectory: its records per rank, or the exception)}. When a rank
+    crashes (RankFailure), each trajectory runs again on its own process group, so that one trajectory's crash is
+    not every case's verdict; a hang (RankTimeout) is not rerun (each rerun would wait for the timeout again) and is
+    every case's of that process group."""
     cache: dict = {}
+    selected = {getattr(item, "originalname", item.name) for item in request.session.items}
+
+    def runnable_kind(kind: str, world_size: int) -> bool:
+        return (TEST_OF[kind] in selected and target.problem(kind) is None
+                and target.capabilities.world_size_reason(world_size) is None)
+
+    def planned(kind: str, world_size: int, level: str) -> dict[str, Trajectory]:
+        _, values = variant_values(pytestconfig, spec.clause(CLAUSES[kind]))
+        extra = target_options(target, kind, values)  # the profile's options, where the target takes them
+        return {k: replace(t, hyper={**t.hyper, **extra})
+                for k, t in _trajectories(kind, world_size, live_seed, values).items()
+                if _runnable(target, t) and _regime(kind, world_size, t).level == level}
 
     def get(kind: str, world_size: int, level: str) -> tuple[list[str], list[list[dict] | Exception]]:
         if (kind, world_size, level) not in cache:
-            _, values = variant_values(pytestconfig, spec.clause(CLAUSES[kind]))
-            extra = target_options(target, kind, values)  # the profile's options, where the target takes them
-            trajs = {k: replace(t, hyper={**t.hyper, **extra}) for k, t in _trajectories(kind, world_size,
-                                                                                           live_seed, values).items()
-                     if _runnable(target, t) and _regime(kind, world_size, t).level == level}
+            kinds = [k for k in CLAUSES if (k, world_size, level) not in cache
+                     and (k == kind or runnable_kind(k, world_size))]
+            plans = {k: planned(k, world_size, level) for k in kinds}
             run = functools.partial(run_all, target.spec, world_size=world_size, device=option(pytestconfig, "device"),
                                     timeout_s=option(pytestconfig, "dist-timeout"))
+            flat = [t for k in kinds for t in plans[k].values()]
             try:
-                records = run(list(trajs.values()))
-                per_traj: list = [[records[r][k] for r in range(world_size)] for k in range(len(trajs))]
+                per_traj = _isolating(run, flat)
             except RankTimeout as exc:
-                per_traj = [exc] * len(trajs)
-            except RankFailure as exc:
-                per_traj = [exc] if len(trajs) == 1 else []
-                for t in trajs.values() if len(trajs) > 1 else ():
-                    try:
-                        per_traj.append([rec[0] for rec in run([t])])
-                    except (RankFailure, RankTimeout) as one:
-                        per_traj.append(one)
-            cache[(kind, world_size, level)] = (list(trajs), per_traj)
+                if len(kinds) == 1:
+                    per_traj = [exc] * len(flat)
+                else:  # a hang: each kind again on its own process group (only the hanging one waits again)
+                    per_traj = []
+                    for k in kinds:
+                        try:
+                            per_traj += _isolating(run, list(plans[k].values()))
+                        except RankTimeout as one:
+                            per_traj += [one] * len(plans[k])
+            start = 0
+            for k in kinds:
+                n = len(plans[k])
+                cache[(k, world_size, level)] = (list(plans[k]), per_traj[start:start + n])
+                start += n
         return cache[(kind, world_size, level)]
 
     return get
