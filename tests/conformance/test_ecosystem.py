@@ -128,7 +128,7 @@ def test_torch_optim_alias_still_works():
 #: what to import to know the library is there: timm's own package imports torchvision (timm/__init__.py), which the
 #: adapter does without, so for timm the adapter itself is the probe (it raises ImportError when timm is missing)
 PROBE = {"pytorch_optimizer": "pytorch_optimizer", "timm": "optconform.conformance.adapters.timm",
-         "heavyball": "heavyball"}
+         "heavyball": "heavyball", "muon_fsdp2": "muon_fsdp2"}
 
 
 def _needs(module: str):
@@ -205,6 +205,15 @@ def test_muonium_runs_its_newton_schulz_and_refuses_cpu_muon():
     for Muon in (adapter.Muon, adapter.normuon.Muon):
         with pytest.raises(Unsupported, match="is_cuda"):
             Muon([torch.nn.Parameter(torch.randn(8, 16))], lr=0.02, momentum=0.95, nesterov=True, ns_steps=5)
+
+
+def test_muon_fsdp2_adapter_fits_the_dtensor_protocol():
+    _needs("muon_fsdp2")
+    from optconform.conformance.target import load_target
+
+    target = load_target("optconform.conformance.adapters.muon_fsdp2")
+    assert target.problem("DTensorMuon") is None and target.problem("DTensorAdamW") is None
+    assert target.problem("Muon") is not None  # its single-device path calls an undefined function: not adapted
 
 
 def test_committed_compatibility_matches_its_committed_reports():
