@@ -8,7 +8,8 @@ Every check the suite makes belongs to exactly one level:
   state than a balanced layout needs);
 * ``hardening`` -- input regimes where the seed's own arithmetic breaks and the spec asks for more
   (a Frobenius or clipping norm that overflows or underflows in the seed's precision);
-* ``layout`` -- the spec's exact ownership rule (S9.2 block-cyclic within shape groups, S9.3 ceil rows).
+* ``layout`` -- the spec's exact ownership rule (S9.2 block-cyclic within shape groups, S9.3 ceil rows, S9.6 state
+  placed as its DTensor parameter).
 
 A case's numeric checks take the level of its input :class:`Regime` (found from the magnitude of the norm
 the clause computes); ownership checks are ``layout``. ``--require`` chooses which levels fail a run.
@@ -52,7 +53,8 @@ LEVEL_DOCS: dict[str, str] = {
           "state element held by exactly one rank, no rank above a balanced layout's state)",
     HARDENING: "input regimes where the seed's own arithmetic breaks and the spec asks for more "
                "(norms that overflow or underflow in the seed's precision)",
-    LAYOUT: "the spec's exact ownership rule (S9.2 block-cyclic within shape groups, S9.3 ceil(dim0/W) rows)",
+    LAYOUT: "the spec's exact ownership rule (S9.2 block-cyclic within shape groups, S9.3 ceil(dim0/W) rows, S9.6 "
+            "state placed as its DTensor parameter)",
 }
 
 # --- where the seed's norms break ---------------------------------------------------------------------------
