@@ -190,12 +190,22 @@ class _ZeRO2(torch.optim.Optimizer):
                 if not p.is_floating_point():
                     raise ValueError(f"params must be floating point; {self._label(gi, i)} is {p.dtype}")
 
+    #: the clause's hyperparameters (``spec.hyper``), checked over ``_hyper_names`` by the default ``_check_hypers``
+    _hyper_set: Any = None
+
+    @classmethod
+    def _check_hypers(cls, group: dict[str, Any]) -> list[float]:
+        """One group's hyperparameters validated (ValueError naming one), as floats every rank computes alike."""
+        h = cls._hyper_set.check(**{k: group[k] for k in cls._hyper_names})
+        return [_as_float(h[k]) for k in cls._hyper_names]
+
     def _hyper_row(self) -> list[float]:
         """This rank's hyperparameters as floats (must be identical on every rank)."""
-        raise NotImplementedError
+        return [v for group in self.param_groups for v in self._check_hypers(group)]
 
     def _validate_groups(self) -> None:
-        raise NotImplementedError
+        for group in self.param_groups:
+            self._check_hypers(group)
 
     def _preflight(self, rank: int, world: int) -> None:
         """One all_reduce that lets every rank see every rank's problems, then raise on all of them."""
@@ -296,6 +306,7 @@ class DistMuon(_ZeRO2):
     _options = MUON_OPTIONS
     _hyper_names = ("lr", "momentum", "nesterov", "ns_steps", *MUON_OPTIONS)
     _n_hypers = len(_hyper_names)
+    _hyper_set = _MUON
     #: the Newton–Schulz map ``(u, ns_steps, **changed S6.2 options) -> O`` (S6.2's ``zeropower``); a subclass may
     #: swap it (one taking only (u, ns_steps) serves the seed's Newton–Schulz options)
     orthogonalize = staticmethod(zeropower)
@@ -356,18 +367,6 @@ class DistMuon(_ZeRO2):
 
     def _settings(self) -> dict[str, float]:
         return {"collectives": float(COLLECTIVE_LAYOUTS.index(self.collectives))}
-
-    @staticmethod
-    def _check_hypers(group: dict[str, Any]) -> list[float]:
-        h = _MUON.check(**{k: group[k] for k in DistMuon._hyper_names})
-        return [_as_float(h[k]) for k in DistMuon._hyper_names]
-
-    def _validate_groups(self) -> None:
-        for group in self.param_groups:
-            self._check_hypers(group)
-
-    def _hyper_row(self) -> list[float]:
-        return [v for group in self.param_groups for v in self._check_hypers(group)]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -517,13 +516,6 @@ class DistAdamW(_ZeRO2):
                                              weight_decay=group["weight_decay"])
         options = check_adamw_options(**{k: group[k] for k in ADAMW_OPTIONS})
         return [*hypers, *(_as_float(v) for v in options)]
-
-    def _validate_groups(self) -> None:
-        for group in self.param_groups:
-            self._check_hypers(group)
-
-    def _hyper_row(self) -> list[float]:
-        return [v for group in self.param_groups for v in self._check_hypers(group)]
 
     @staticmethod
     def _rows(p: Tensor, world: int, rank: int) -> tuple[int, int, int, int]:

@@ -49,15 +49,19 @@ from torch.distributed.tensor import DTensor, Replicate, Shard
 from optconform import spec
 
 from .adamw import AdamW
-from .distributed import _all_gather_single, _as_float, _require_group, _ZeRO2, grouped_params
+from .distributed import _all_gather_single, _require_group, _ZeRO2, grouped_params
 from .muon import (
     MUON_OPTIONS,
-    PER_MATRIX_MIN_DIM,
+    _apply,
     _check_hyper,
     _ns_input,
+    _ns_keywords,
     _orthogonalized,
+    _per_matrix,
+    _post_processed,
+    _step_sizes,
+    _update_momentum,
     _work_dtype,
-    muon_aspect_scale,
     new_second_moment,
     profile_keywords,
 )
@@ -66,8 +70,6 @@ from .newton_schulz import zeropower, zeropower_eager
 __all__ = ["DTensorMuon", "DTensorAdamW", "local_range", "placement_name", "step_elements"]
 
 _H = spec.hyper("S9.7")
-_NS_KEYWORDS = {"ns_eps": "eps", "rows": "rows", "row_cut": "row_cut", "normalisation": "normalisation",
-                "safety": "safety"}
 
 #: S9.8: AdamW is elementwise, so the single-process optimizer is the DTensor one.
 DTensorAdamW = AdamW
@@ -118,6 +120,7 @@ class DTensorMuon(_ZeRO2):
     _options = MUON_OPTIONS
     _hyper_names = ("lr", "momentum", "nesterov", "ns_steps", *MUON_OPTIONS)
     _n_hypers = len(_hyper_names)
+    _hyper_set = _H
     orthogonalize = staticmethod(zeropower)
 
     def __init__(self, params: Iterable[Tensor] | Iterable[tuple[str, Tensor]], lr: float = _H.default("lr"),
@@ -166,18 +169,6 @@ class DTensorMuon(_ZeRO2):
         """DTensorMuon with profile ``name``'s S9.7 options (``overrides`` on top)."""
         return cls(params, **profile_keywords("S9.7", name, overrides))
 
-    @staticmethod
-    def _check_hypers(group: dict[str, Any]) -> list[float]:
-        h = _H.check(**{k: group[k] for k in DTensorMuon._hyper_names})
-        return [_as_float(h[k]) for k in DTensorMuon._hyper_names]
-
-    def _validate_groups(self) -> None:
-        for group in self.param_groups:
-            self._check_hypers(group)
-
-    def _hyper_row(self) -> list[float]:
-        return [v for group in self.param_groups for v in self._check_hypers(group)]
-
     @torch.no_grad()
     def step(self, closure=None):
         """One DTensorMuon step on every rank (collective: all ranks must call it). Returns ``closure()``."""
@@ -197,19 +188,14 @@ class DTensorMuon(_ZeRO2):
         placement = ps[0].placements[0]
         counted = h["momentum_form"] == "bias_corrected"
         # [1] momentum and u on this rank's pieces (elementwise: the same bits as on the whole matrix)
-        us, steps = [], []
         for p in ps:
-            st = self.state[p]
-            if "momentum_buffer" not in st:
-                st["momentum_buffer"] = torch.zeros_like(p)
-            buf, g = st["momentum_buffer"].to_local(), p.grad.to_local()
-            if h["momentum_form"] == "sum":
-                buf.mul_(h["momentum"]).add_(g)
-            else:
-                buf.lerp_(g, 1.0 - h["momentum"])
-            t = int(st.get("step", 0)) + 1
-            steps.append(t)
-            us.append(_ns_input(h, g, buf, t if counted else None))
+            if "momentum_buffer" not in self.state[p]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        bufs = [self.state[p]["momentum_buffer"].to_local() for p in ps]
+        grads = [p.grad.to_local() for p in ps]
+        _update_momentum(h, bufs, grads)
+        steps = [int(self.state[p].get("step", 0)) + 1 for p in ps]
+        us = [_ns_input(h, g, buf, t if counted else None) for g, buf, t in zip(grads, bufs, steps, strict=True)]
         own = list(range(rank, len(ps), world))  # members this rank orthogonalises
         # [2] whole u of the owned matrices
         if isinstance(placement, Shard):
@@ -226,17 +212,9 @@ class DTensorMuon(_ZeRO2):
         else:
             pieces = self._gather_replicated(ortho, us, world, wire)
         # [5] decay and step on this rank's pieces, the aspect scale from the global shape
-        scale = muon_aspect_scale(shape, h["lr_scale"])
-        alpha = -h["lr"] * scale
-        decay = h["weight_decay"] * (h["lr"] * scale if h["weight_decay_lr"] == "adjusted" else h["lr"])
+        alpha, decay = _step_sizes(h, shape)
         for p, o in zip(ps, pieces, strict=True):
-            local = p.to_local()
-            if decay != 0.0:
-                if h["weight_decay_mode"] == "cautious":
-                    local.sub_(local * (o * local >= 0), alpha=decay)
-                else:
-                    local.mul_(1.0 - decay)
-            local.add_(o, alpha=alpha)
+            _apply(p.to_local(), o, alpha, decay, h["weight_decay_mode"])
         if counted:
             for p, t in zip(ps, steps, strict=True):
                 self.state[p]["step"] = t
@@ -245,9 +223,8 @@ class DTensorMuon(_ZeRO2):
                              whole: list[Tensor]) -> list[Tensor]:
         if not own:
             return []
-        ns_kw = {_NS_KEYWORDS[k]: h[k] for k in _NS_KEYWORDS
-                 if h[k] != _H.default(k) and not (k == "row_cut" and h["rows"] is None)}
-        post = h["muon_plus"] or h["normuon_beta2"] is not None
+        ns_kw = _ns_keywords(h)
+        post = _post_processed(h)
         vs = None
         if h["normuon_beta2"] is not None:
             for p in own:
@@ -255,9 +232,8 @@ class DTensorMuon(_ZeRO2):
                     self.state[p]["second_momentum_buffer"] = new_second_moment(whole[0])
             vs = [self.state[p]["second_momentum_buffer"] for p in own]
         dtype, shape = whole[0].dtype, whole[0].shape
-        per_matrix = (whole[0].device.type == "cpu" and min(shape) >= PER_MATRIX_MIN_DIM
-                      and (self.orthogonalize is zeropower or self.orthogonalize is zeropower_eager))
-        if per_matrix:  # as the S7.2 kernel: one 2-D call per large CPU matrix (bit-identical, faster)
+        # as the S7.2 kernel: one 2-D call per large CPU matrix (bit-identical, faster)
+        if _per_matrix(whole[0].device, shape, self.orthogonalize):
             return [_orthogonalized(h, u, h["ns_steps"], ns_kw, self.orthogonalize, dtype, post,
                                     vs[j] if vs is not None else None) for j, u in enumerate(whole)]
         v = torch.stack(vs) if vs is not None else None
@@ -270,7 +246,7 @@ class DTensorMuon(_ZeRO2):
     def _wire_dtype(self, h: dict[str, Any], dtype: torch.dtype) -> torch.dtype:
         """O's dtype: the S7.2 kernel's (the work dtype after Muon+ / NorMuon, bf16 from the spec's Newton–Schulz);
         a custom ``orthogonalize``'s results travel in the parameter's dtype."""
-        if h["muon_plus"] or h["normuon_beta2"] is not None:
+        if _post_processed(h):
             return _work_dtype(dtype)
         if self.orthogonalize is zeropower or self.orthogonalize is zeropower_eager:
             return torch.bfloat16

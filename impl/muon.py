@@ -148,6 +148,42 @@ def _check_state_lists(params: Sequence[Tensor], h: Mapping[str, Any], steps: Se
                                  f"{want} on {p.device}; got {v!r:.80}")
 
 
+def _ns_keywords(h: Mapping[str, Any]) -> dict[str, Any]:
+    """The Newton–Schulz options of ``h`` that differ from the seed's, as S6.2 keywords (row_cut only with rows)."""
+    return {_NS_KEYWORDS[k]: h[k] for k in _NS_KEYWORDS
+            if h[k] != _D[k] and not (k == "row_cut" and h["rows"] is None)}
+
+
+def _post_processed(h: Mapping[str, Any]) -> bool:
+    """Whether Muon+ or NorMuon rescale O (in the work dtype) after Newton–Schulz."""
+    return bool(h["muon_plus"]) or h["normuon_beta2"] is not None
+
+
+def _update_momentum(h: Mapping[str, Any], bufs: list[Tensor], grads: list[Tensor]) -> None:
+    """buf ← β·buf + g (sum) | lerp(buf, g, 1 − β), in place; g only read. One foreach call per form (on CPU the
+    same per-tensor kernels, so the same bits as a loop of buf.lerp_ / buf.mul_().add_())."""
+    if not bufs:
+        return
+    if h["momentum_form"] == "sum":
+        torch._foreach_mul_(bufs, h["momentum"])
+        torch._foreach_add_(bufs, grads)
+    else:
+        torch._foreach_lerp_(bufs, grads, 1.0 - h["momentum"])
+
+
+def _step_sizes(h: Mapping[str, Any], shape: Sequence[int]) -> tuple[float, float]:
+    """(alpha, decay) of ``_apply`` for a matrix of ``shape``: −lr·s and λ·(lr·s if weight_decay_lr="adjusted" else
+    lr), s the S7.1 aspect scale."""
+    scale = muon_aspect_scale(shape, h["lr_scale"])
+    return -h["lr"] * scale, h["weight_decay"] * (h["lr"] * scale if h["weight_decay_lr"] == "adjusted" else h["lr"])
+
+
+def _per_matrix(device: torch.device, shape: Sequence[int], orthogonalize: Callable[..., Tensor]) -> bool:
+    """CPU, the spec's zeropower, min(rows, cols) >= PER_MATRIX_MIN_DIM: one 2-D call per matrix, not a batch."""
+    return (device.type == "cpu" and min(shape[-2], shape[-1]) >= PER_MATRIX_MIN_DIM
+            and (orthogonalize is zeropower or orthogonalize is zeropower_eager))
+
+
 def _ns_input(h: Mapping[str, Any], g: Tensor, buf: Tensor, step: int | None) -> Tensor:
     """S7.3 u from the updated buffer: ema lerp(g, buf, β) | sum g + β·buf | bias_corrected
     β·buf/(1 − β^(t+1)) + (1 − β)·g/(1 − βᵗ) if nesterov, else buf (bias_corrected: buf/(1 − βᵗ)). A new tensor."""
@@ -222,7 +258,7 @@ def muon(params: Sequence[Tensor], grads: Sequence[Tensor], momentum_buffers: Se
                      normalisation=normalisation, safety=safety, momentum_form=momentum_form, muoneq=muoneq,
                      muon_plus=muon_plus, normuon_beta2=normuon_beta2, lr_scale=lr_scale,
                      weight_decay=weight_decay, weight_decay_lr=weight_decay_lr, weight_decay_mode=weight_decay_mode)
-    lr, beta, ns_steps = h["lr"], h["momentum"], h["ns_steps"]
+    ns_steps = h["ns_steps"]
     n = len(params)
     if len(grads) != n or len(momentum_buffers) != n:
         raise ValueError(f"grads and momentum_buffers must have one entry per param ({n}); "
@@ -231,10 +267,8 @@ def muon(params: Sequence[Tensor], grads: Sequence[Tensor], momentum_buffers: Se
         _check_triplet(i, params[i], grads[i], momentum_buffers[i])
     _check_state_lists(params, h, steps, second_momentum_buffers)
     # the Newton–Schulz options that differ from the seed's (row_cut matters only with rows)
-    ns_kw = {_NS_KEYWORDS[k]: h[k] for k in _NS_KEYWORDS
-             if h[k] != _D[k] and not (k == "row_cut" and h["rows"] is None)}
-    post = h["muon_plus"] or h["normuon_beta2"] is not None
-    wd = h["weight_decay"]
+    ns_kw = _ns_keywords(h)
+    post = _post_processed(h)
 
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
@@ -242,21 +276,10 @@ def muon(params: Sequence[Tensor], grads: Sequence[Tensor], momentum_buffers: Se
             continue
         groups.setdefault((tuple(p.shape), p.dtype, p.device), []).append(i)
 
-    # buf ← β·buf + g (sum) | lerp(buf, g, 1 − β); g is only read. One foreach call per form (on CPU the same
-    # per-tensor kernels, so the same bits as a loop of buf.lerp_ / buf.mul_().add_()).
-    bufs, gs = list(momentum_buffers), list(grads)
-    if bufs:
-        if h["momentum_form"] == "sum":
-            torch._foreach_mul_(bufs, beta)
-            torch._foreach_add_(bufs, gs)
-        else:
-            torch._foreach_lerp_(bufs, gs, 1.0 - beta)
+    _update_momentum(h, list(momentum_buffers), list(grads))
     for (shape, dtype, device), idx in groups.items():
-        scale = muon_aspect_scale(shape, h["lr_scale"])
-        alpha = -lr * scale
-        decay = wd * (lr * scale if h["weight_decay_lr"] == "adjusted" else lr)
-        if (device.type == "cpu" and min(shape[-2], shape[-1]) >= PER_MATRIX_MIN_DIM
-                and (orthogonalize is zeropower or orthogonalize is zeropower_eager)):
+        alpha, decay = _step_sizes(h, shape)
+        if _per_matrix(device, shape, orthogonalize):
             # CPU, large matrices: one call per parameter (2-D: addmm, as torch.optim.Muon). The batched call's
             # bmm/baddbmm copies its transposed operand X.mT at every iteration (~20 % of a nanochat d12 step,
             # torch 2.13) and the stack is one more pass over u; results are bit-identical. No stack, no copy
