@@ -34,11 +34,13 @@ def run_rank(rank: int, world_size: int, target_spec: str, trajectories: list[Tr
         relax_recompile_limits()
         ctor = target.get(traj.kind)
         dtype = case_dtype(traj.arrays(rank), squares=traj.kind in SQUARES)
+        ckpt = target.get("Checkpoint") if traj.save_to or traj.load_from else None  # S9.9
         try:
             if traj.placements is not None:  # DTensor parameters (S9.7, S9.8)
-                rec = step_dtensor(ctor, traj, device=dev, dtype=dtype, rank=rank, world_size=world_size)
+                rec = step_dtensor(ctor, traj, device=dev, dtype=dtype, rank=rank, world_size=world_size,
+                                   checkpoint=ckpt)
             else:
-                rec = asdict(step_through(ctor, traj, device=dev, dtype=dtype, rank=rank))
+                rec = asdict(step_through(ctor, traj, device=dev, dtype=dtype, rank=rank, checkpoint=ckpt))
         except Unsupported as exc:
             rec = {"unsupported": str(exc) or type(exc).__name__}
         out.append(dict(rec, case_id=traj.case_id))

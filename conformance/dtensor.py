@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .stepping import STATE_KEYS, Replayed, Trajectory, _f64, _round_trip
+from .stepping import STATE_KEYS, Replayed, Trajectory, _f64, _round_trip, checkpoint_io
 
 __all__ = ["FULLY_SHARD", "PLACEMENTS", "step_dtensor"]
 
@@ -78,8 +78,10 @@ def _state_record(v: Any, p: Any, gather: bool) -> dict:
     return {"whole": _f64(t), "local_shape": tuple(t.shape), "placed_as_param": False, "dtensor": False}
 
 
-def step_dtensor(make_optimizer, traj: Trajectory, *, device, dtype, rank: int, world_size: int) -> dict:
-    """Replay ``traj`` on this rank with DTensor parameters (module docstring); returns the record as a dict."""
+def step_dtensor(make_optimizer, traj: Trajectory, *, device, dtype, rank: int, world_size: int,
+                 checkpoint: Any = None) -> dict:
+    """Replay ``traj`` on this rank with DTensor parameters (module docstring); returns the record as a dict.
+    ``checkpoint``: the target's Checkpoint, for ``traj.load_from`` / ``traj.save_to`` (``stepping.checkpoint_io``)."""
     import torch
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor, Partial, distribute_tensor
@@ -105,6 +107,7 @@ def step_dtensor(make_optimizer, traj: Trajectory, *, device, dtype, rank: int, 
             setattr(p, k, v)
     placements0 = [str(p.placements) for p in params]
     opt = make_optimizer(params, **traj.hyper)
+    checkpoint_io(checkpoint, traj, opt, "start")
     grads_at = traj.grads_of(rank)
     out = Replayed([], [], [])
     restored = None
@@ -125,6 +128,7 @@ def step_dtensor(make_optimizer, traj: Trajectory, *, device, dtype, rank: int, 
             group.update(traj.per_step[t])
         opt.step()
         out.after.append([_f64(p.full_tensor()) for p in params])
+    checkpoint_io(checkpoint, traj, opt, "end")
     state = getattr(opt, "state", {})
     # which state entries every rank holds (a target that creates state lazily on some ranks only must not make the
     # suite's own full_tensor() calls disagree: that is the desynchronisation the judges report)

@@ -43,6 +43,10 @@ class Trajectory:
     resume_at: int | None = None  # a state_dict round trip before this step (step_through), as a checkpoint would
     #: DTensor parameters (S9.7, S9.8): each parameter's placement (``conformance.dtensor.PLACEMENTS``)
     placements: list[str] | None = None
+    #: S9.9: after the last step, the target's ``Checkpoint.save(optimizer, save_to)`` (every rank)
+    save_to: str | None = None
+    #: S9.9: before the first step, the target's ``Checkpoint.load(optimizer, load_from)`` into the fresh optimizer
+    load_from: str | None = None
 
     @property
     def steps(self) -> int:
@@ -121,11 +125,24 @@ def _round_trip(make_optimizer: Callable[..., Any], opt: Any, params: list, hype
     return fresh, moved
 
 
+def checkpoint_io(checkpoint: Any, traj: Trajectory, opt: Any, when: str) -> None:
+    """S9.9: ``checkpoint.load(opt, traj.load_from)`` (``when="start"``) or ``checkpoint.save(opt, traj.save_to)``
+    (``when="end"``) where the trajectory asks for it; ``checkpoint`` is the target's ``Checkpoint``."""
+    path = traj.load_from if when == "start" else traj.save_to
+    if path is None:
+        return
+    if checkpoint is None:
+        raise ValueError(f"trajectory {traj.case_id!r} needs the target's Checkpoint (save_to / load_from)")
+    (checkpoint.load if when == "start" else checkpoint.save)(opt, path)
+
+
 def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device, dtype,
-                 rank: int | None = None) -> Replayed:
+                 rank: int | None = None, checkpoint: Any = None) -> Replayed:
     """Run ``traj`` through ``make_optimizer(params, **traj.hyper)`` (this process's gradients, or ``rank``'s).
     ``traj.resume_at``: before that step, save ``state_dict()`` (torch.save), build a fresh optimizer on the same
-    parameters and ``load_state_dict`` it, then go on (a checkpoint and resume)."""
+    parameters and ``load_state_dict`` it, then go on (a checkpoint and resume). ``traj.load_from`` /
+    ``traj.save_to``: the target's ``checkpoint`` loads before the first step / saves after the last
+    (:func:`checkpoint_io`)."""
     import torch
 
     params = [torch.nn.Parameter(torch.as_tensor(p0, dtype=dtype, device=device).clone()) for p0 in traj.params0]
@@ -133,6 +150,7 @@ def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device
         for k, v in attrs.items():
             setattr(p, k, v)
     opt = make_optimizer(params, **traj.hyper)
+    checkpoint_io(checkpoint, traj, opt, "start")
     grads_at = traj.grads_of(rank)
     out = Replayed([], [], [])
     for t in range(traj.steps):
@@ -146,6 +164,7 @@ def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device
             group.update(traj.per_step[t])
         opt.step()
         out.after.append([_f64(p) for p in params])
+    checkpoint_io(checkpoint, traj, opt, "end")
     state = getattr(opt, "state", {})
     out.state = [{k: _f64(torch.as_tensor(v)) for k, v in state.get(p, {}).items() if k in STATE_KEYS}
                  for p in params]

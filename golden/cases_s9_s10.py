@@ -195,7 +195,48 @@ def zero2_cases() -> list[Case]:
                       extra={"shapes": [list(s) for s, *_ in rows], "placements": [pl for _, pl, *_ in rows]}))
     cases += [_dtensor_case("S9.7", zero2.dtensor_muon, _DT_MUON_PARAMS, w) for w in WORLD_SIZES]
     cases += [_dtensor_case("S9.8", zero2.dtensor_adamw, _DT_ADAMW_PARAMS, w) for w in WORLD_SIZES]
+    cases += [_reshard_case(*c) for c in RESHARDS]
     return cases
+
+
+#: S9.9 cases: (layout, W, W′), each layout growing and shrinking, W′ = 1 (consolidation) among them
+RESHARDS = (("S9.2", 2, 3), ("S9.2", 4, 1), ("S9.3", 3, 2), ("S9.3", 1, 4), ("S9.6", 2, 3), ("S9.6", 4, 2))
+#: their parameters: DistMuon shape groups of 3, 2 and 1 matrices; DistAdamW / DTensor shapes with dim 0 below and
+#: not divisible by W, 1-D and 0-D; S9.6 placements on both dims and Replicate
+_RESHARD_SHAPES = {"S9.2": [(4, 6), (6, 4), (4, 6), (6, 4), (4, 6), (3, 3)],
+                   "S9.3": [(7, 3), (2, 5), (13,), (), (3, 2, 2)],
+                   "S9.6": [(7, 3), (2, 5), (5, 9), (), (13,)]}
+_RESHARD_PLACEMENTS = ["Shard(0)", "Shard(1)", "Replicate()", "Replicate()", "Shard(0)"]
+
+
+def _reshard_case(layout: str, world: int, new_world: int) -> Case:
+    """The state after a few steps of the layout's optimizer on ``world`` ranks (its reference), resharded."""
+    cid = f"zero2.reshard.{layout.replace('.', '_').lower()}_w{world}_to_w{new_world}"
+    seed, rng = seeded(cid)
+    shapes = _RESHARD_SHAPES[layout]
+    placements = _RESHARD_PLACEMENTS if layout == "S9.6" else None
+    params = [gaussian(rng, *s) for s in shapes]
+    states: list[dict] = [{} for _ in range(world)]
+    for _ in range(3):  # three steps: momentum, moments and step counts that differ per parameter
+        grads = [[gaussian(rng, *s) for s in shapes] for _ in range(world)]
+        if layout == "S9.2":
+            params, states = zero2.dist_muon(params, grads, states, lr=0.02)
+        elif layout == "S9.3":
+            params, states = zero2.dist_adamw(params, grads, states, lr=0.004, weight_decay=0.1)
+        else:
+            params, states = zero2.dtensor_adamw(params, grads, states, placements, lr=0.004, weight_decay=0.1)
+    new = zero2.reshard(states, shapes, new_world, layout=layout, placements=placements)
+
+    def flat(rank_states):
+        return {f"state.r{r}.{i}.{k}": np.asarray(v) for r, st in enumerate(rank_states) for i, e in st.items()
+                for k, v in e.items()}
+
+    return Case(cid, "S9.9", "zero2.reshard", f"{layout} state on W={world} ranks read on W′={new_world}",
+                "inputs state.r<r>.<i>.<key>: rank r's piece of parameter i's state at W (as the layout's optimizer "
+                "left it after 3 steps); outputs: the same at W′ = reshard(..., world_size=W′)",
+                {"world_size": new_world, "layout": layout, "placements": placements,
+                 "shapes": [list(s) for s in shapes]}, flat(states), flat(new), seed=seed, world_size=world,
+                layout="table")
 
 
 # ----------------------------------------------------------------------------------------------- S10

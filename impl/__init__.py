@@ -5,7 +5,7 @@ module: bf16 Newton–Schulz (``newton_schulz``), Muon (``muon``), AdamW (``adam
 the ZeRO-2 optimizers (``distributed``), Muon and AdamW over DTensor / FSDP2 parameters (``dtensor``),
 schedules (``schedules``), clipping (``clipping``) and nanochat's optimizer setup and training step
 (``nanochat``). Checkpoints that reshard between world sizes (torch.distributed.checkpoint) are
-``optconform.impl.checkpoint`` (not a protocol name).
+``optconform.impl.checkpoint``, the protocol name ``Checkpoint`` (S9.9: its ``save`` and ``load``).
 
 Variant options (SPEC "Variant options"): ``Muon``, ``AdamW``, ``DistMuon``, ``DistAdamW``, ``DTensorMuon``,
 ``DTensorAdamW`` take every option of their clause as a constructor keyword (and
@@ -15,6 +15,7 @@ Variant options (SPEC "Variant options"): ``Muon``, ``AdamW``, ``DistMuon``, ``D
 
 from typing import Any
 
+from . import checkpoint as Checkpoint  # noqa: N812 - the module is the protocol's Checkpoint (save, load)
 from .adamw import AdamW
 from .clipping import clip_grad_norm
 from .distributed import DistAdamW, DistMuon
@@ -40,6 +41,7 @@ optconform_capabilities: dict[str, Any] = {
 
 __all__ = [
     "AdamW",
+    "Checkpoint",
     "DistAdamW",
     "DistMuon",
     "DTensorAdamW",

@@ -1,10 +1,10 @@
-"""Checkpoints of Muon, AdamW, DistMuon and DistAdamW through torch.distributed.checkpoint (DCP), loadable on another
-world size.
+"""Checkpoints of Muon, AdamW, DistMuon, DistAdamW, DTensorMuon and DTensorAdamW through torch.distributed.checkpoint
+(DCP), loadable on another world size (SPEC S9.9; this module is the built-in target's ``Checkpoint``).
 
-``save(optimizer, path, extra=None)`` and ``load(optimizer, path) -> extra`` are collective for the ZeRO-2
-optimizers (every rank calls them) and plain calls otherwise. One key scheme serves all four, so a checkpoint saved
-by DistMuon on W ranks loads into DistMuon on W′ ranks (W, W′ >= 1) or into single-process Muon, and likewise
-DistAdamW / AdamW:
+``save(optimizer, path, extra=None)`` and ``load(optimizer, path) -> extra`` are collective for the ZeRO-2 and
+DTensor optimizers (every rank calls them) and plain calls otherwise. One key scheme serves all six, so a checkpoint
+saved by DistMuon on W ranks loads into DistMuon on W′ ranks (W, W′ >= 1), into DTensorMuon on W′ ranks or into
+single-process Muon, and likewise DistAdamW / DTensorAdamW / AdamW:
 
 * ``optim/meta``: family ("muon" | "adamw"), the optimizer's class, and per parameter its key, shape and dtype, in
   the optimizer's parameter order (names when the optimizer was given ``(name, tensor)`` pairs, else ``params.<j>``,
@@ -14,14 +14,17 @@ DistAdamW / AdamW:
   plain tensors written by the owner only. DistAdamW: ``exp_avg`` / ``exp_avg_sq`` as DTensors sharded by rows
   (``Shard(0)`` over the W ranks: torch.chunk's split, which is S9.3's ceil(d0/W) rows per rank), so each rank
   writes its rows and, on load, reads only the rows it owns at W′; a 0-D parameter's moments and every ``step``
-  are plain tensors;
+  are plain tensors. DTensorMuon, DTensorAdamW (DTensor parameters): the entries of the parameter's shape are
+  DTensors placed as the parameter (S9.6), which DCP writes piece by piece and reads into the placements of W′;
+  NorMuon's ``second_momentum_buffer`` (DTensorMuon's, a plain tensor on the matrix's owner) is written by its owner
+  at W and read by its owner at W′;
 * ``extra/...``: the caller's objects (a schedule's position, the data loader's, …), returned by ``load``.
 
 Before any state is read, ``load`` compares ``optim/meta`` with the optimizer (family, number of parameters, then
-per parameter key, shape and dtype) and raises ValueError naming the first mismatch; for the ZeRO-2 optimizers the
-ranks then agree in one ``all_reduce`` and every rank raises (RuntimeError naming the failing rank on the others),
-so no rank is left in a collective. Loading replaces the state and the hyperparameters; the parameters themselves
-are the model's (save them with the model).
+per parameter key, shape and dtype) and raises ValueError naming the first mismatch; for the ZeRO-2 and DTensor
+optimizers the ranks then agree in one ``all_reduce`` and every rank raises (RuntimeError naming the failing rank on
+the others), so no rank is left in a collective. Loading replaces the state and the hyperparameters; the parameters
+themselves are the model's (save them with the model).
 
 ``consolidate(path, file)`` writes a DCP checkpoint as one ``torch.save`` file (DCP's ``dcp_to_torch_save``: the
 full tensors, DTensor shards joined), and ``from_consolidated(file, path)`` converts it back; ``load`` reads either
@@ -43,12 +46,14 @@ from torch import Tensor
 
 from .adamw import AdamW
 from .distributed import DistAdamW, DistMuon
+from .dtensor import DTensorMuon
 from .muon import Muon
 
 __all__ = ["save", "load", "consolidate", "from_consolidated", "FAMILIES"]
 
 #: optimizer class -> family; a checkpoint loads into any optimizer of its family
-FAMILIES: dict[type, str] = {Muon: "muon", DistMuon: "muon", AdamW: "adamw", DistAdamW: "adamw"}
+FAMILIES: dict[type, str] = {Muon: "muon", DistMuon: "muon", DTensorMuon: "muon", AdamW: "adamw",
+                             DistAdamW: "adamw"}  # DTensorAdamW is AdamW on DTensor parameters
 _META, _HYPERS, _STATE, _EXTRA = "optim/meta", "optim/hypers/", "optim/state/", "extra/"
 
 
@@ -59,8 +64,16 @@ def _family(opt: torch.optim.Optimizer) -> str:
     raise ValueError(f"optimizer must be one of {', '.join(c.__name__ for c in FAMILIES)}; got {type(opt).__name__}")
 
 
-def _zero2(opt: torch.optim.Optimizer) -> bool:
-    return isinstance(opt, (DistMuon, DistAdamW))
+def _dtensor(p: Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(p, DTensor)
+
+
+def _collective(opt: torch.optim.Optimizer) -> bool:
+    """Every rank takes part (ZeRO-2 optimizers, and any optimizer over DTensor parameters)."""
+    return isinstance(opt, (DistMuon, DistAdamW, DTensorMuon)) or any(
+        _dtensor(p) for g in opt.param_groups for p in g["params"])
 
 
 def _params(opt: torch.optim.Optimizer) -> list[tuple[str, Tensor, dict[str, Any]]]:
@@ -154,7 +167,7 @@ def _compare(saved: Mapping[str, Any], mine: Mapping[str, Any]) -> str | None:
 
 def _agree(opt: torch.optim.Optimizer, problem: str | None, what: str) -> None:
     """Raise on every rank if any rank has a problem (ValueError with it on that rank, RuntimeError elsewhere)."""
-    if _zero2(opt):
+    if _collective(opt):
         flags = torch.zeros(dist.get_world_size(), dtype=torch.float64, device=opt.param_groups[0]["params"][0].device)
         flags[dist.get_rank()] = 1.0 if problem else 0.0
         dist.all_reduce(flags)
@@ -167,8 +180,9 @@ def _agree(opt: torch.optim.Optimizer, problem: str | None, what: str) -> None:
 
 
 def _owned(opt: torch.optim.Optimizer) -> set[int]:
-    """ids of the parameters whose state this rank holds (all for the single-process optimizers)."""
-    if isinstance(opt, DistMuon):
+    """ids of the parameters whose whole plain-tensor state this rank holds: DistMuon's and DTensorMuon's owner
+    (NorMuon's second moment), DistAdamW's row holders, every parameter otherwise."""
+    if isinstance(opt, (DistMuon, DTensorMuon)):
         rank, world = dist.get_rank(), dist.get_world_size()
         return {id(p) for g in opt.param_groups for i, p in enumerate(g["params"]) if i % world == rank}
     if isinstance(opt, DistAdamW):
@@ -211,8 +225,9 @@ def load(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> dict[str,
         if k.startswith(_HYPERS):
             objects[k] = dict(objects[k])
     owned = _owned(optimizer)
-    rank = dist.get_rank() if _zero2(optimizer) else 0
-    world = dist.get_world_size() if _zero2(optimizer) else 1
+    collective = _collective(optimizer)
+    rank = dist.get_rank() if collective else 0
+    world = dist.get_world_size() if collective else 1
     mesh = _mesh(params[0][1].device) if isinstance(optimizer, DistAdamW) and params else None
     templates: dict[str, Any] = {}
     for key, p, _ in params:
@@ -221,32 +236,37 @@ def load(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> dict[str,
             if not k.startswith(prefix) or not isinstance(m, TensorStorageMetadata):
                 continue
             name, shape, dtype = k[len(prefix):], tuple(m.size), m.properties.dtype
-            if isinstance(optimizer, DistAdamW) and name != "step" and p.ndim >= 1:
+            if _dtensor(p) and shape == tuple(p.shape) and name != "second_momentum_buffer":
+                from torch.distributed.tensor import zeros
+
+                templates[k] = zeros(shape, dtype=dtype, device_mesh=p.device_mesh, placements=p.placements)
+            elif isinstance(optimizer, DistAdamW) and name != "step" and p.ndim >= 1:
                 _, _, start, stop = DistAdamW._rows(p, world, rank)
                 local = torch.zeros((stop - start, *shape[1:]), dtype=dtype, device=p.device)
                 templates[k] = _row_dtensor(local, shape, mesh)
-            elif isinstance(optimizer, DistAdamW) or id(p) in owned:
-                templates[k] = torch.zeros(shape, dtype=dtype, device=p.device)
-    # DistAdamW: one collective load (every rank holds every key; DTensors read only the local rows);
-    # otherwise each rank reads what it owns by itself
+            elif isinstance(optimizer, DistAdamW) or id(p) in owned or name == "step":
+                device = p.to_local().device if _dtensor(p) else p.device
+                templates[k] = torch.zeros(shape, dtype=dtype, device=device)
+    # DistAdamW and DTensor optimizers: one collective load (every rank holds every DTensor key and reads only its
+    # own pieces); otherwise each rank reads what it owns by itself
     problem = None
     try:
-        _read(templates, path, collective=isinstance(optimizer, DistAdamW))
+        _read(templates, path, collective=isinstance(optimizer, DistAdamW) or any(_dtensor(p) for _, p, _ in params))
     except Exception as exc:
         problem = f"reading the state failed ({type(exc).__name__}: {exc})"
     _agree(optimizer, problem, "load")
 
     state: dict[Tensor, dict[str, Any]] = {}
     for key, p, _ in params:
-        if id(p) not in owned:
+        if id(p) not in owned and not _dtensor(p):
             continue
         prefix = f"{_STATE}{key}/"
         st = {}
         for k, v in templates.items():
             if k.startswith(prefix):
                 name = k[len(prefix):]
-                v = v.to_local() if hasattr(v, "to_local") else v
-                st[name] = int(v) if (name == "step" and isinstance(optimizer, (Muon, DistMuon))) else v
+                v = v.to_local() if isinstance(optimizer, DistAdamW) and hasattr(v, "to_local") else v
+                st[name] = int(v) if (name == "step" and isinstance(optimizer, (Muon, DistMuon, DTensorMuon))) else v
         if st:
             state[p] = st
     problem = None

@@ -26,7 +26,7 @@ from .adam import adamw
 from .muon import muon
 
 __all__ = ["mean_gradient", "muon_shape_groups", "muon_owner", "adamw_row_shard", "dist_muon", "dist_adamw",
-           "dtensor_shard", "dtensor_muon", "dtensor_adamw"]
+           "dtensor_shard", "dtensor_muon", "dtensor_adamw", "reshard", "LAYOUTS"]
 
 
 _MUON, _ADAMW = spec.hyper("S9.4"), spec.hyper("S9.5")
@@ -372,3 +372,91 @@ def dtensor_adamw(params: Sequence[Any], rank_grads: Sequence[Sequence[Any]], ra
                      wd_mul=wdm[i], **opts)
 
     return _dtensor_step(one, ps, rank_grads, rank_states, placements, None)
+
+
+# ------------------------------------------------------------------------------------ checkpoints (S9.9)
+
+#: S9.9's layouts: the clause whose rule places the state on the ranks (DistMuon, DistAdamW, DTensor parameters)
+LAYOUTS = ("S9.2", "S9.3", "S9.6")
+
+
+def _whole_states(rank_states: Sequence[Mapping], shapes: list[tuple[int, ...]], layout: str,
+                  placements: list[str] | None) -> list[dict]:
+    """[param] the whole state from the ranks' pieces placed by ``layout`` at W = len(rank_states)."""
+    w = len(rank_states)
+    if layout == "S9.2":
+        owners = {i: muon_owner(j, w) for _, idxs in muon_shape_groups(shapes) for j, i in enumerate(idxs)}
+        _check_owned(rank_states, [{i for i, r in owners.items() if r == q} for q in range(w)])
+        return [dict(rank_states[owners[i]].get(i, {})) for i in range(len(shapes))]
+    if layout == "S9.3":
+        rows = [[adamw_row_shard(s[0] if s else 1, w, r) for r in range(w)] for s in shapes]
+        _check_owned(rank_states, [{i for i in range(len(shapes)) if rows[i][r][1] > rows[i][r][0]}
+                                   for r in range(w)])
+        out = []
+        for i, s in enumerate(shapes):
+            holders = [r for r in range(w) if i in rank_states[r]]
+            whole: dict = {}
+            for key in (rank_states[holders[0]][i] if holders else {}):
+                parts = [np.asarray(rank_states[r][i][key]) for r in holders]
+                sharded = len(s) >= 1 and all(p.ndim == len(s) for p in parts)
+                whole[key] = np.concatenate(parts, axis=0).astype(np.float64) if sharded else rank_states[0][i][key]
+            out.append(whole)
+        return out
+    return [_joined(rank_states, i, s, placements[i]) for i, s in enumerate(shapes)]
+
+
+def _placed_states(whole: list[dict], shapes: list[tuple[int, ...]], layout: str, w: int,
+                   placements: list[str] | None) -> list[dict]:
+    """[rank] {param: piece} of the whole states placed by ``layout`` at ``w`` ranks (S9.2 / S9.3 / S9.6)."""
+    out: list[dict] = [{} for _ in range(w)]
+    if layout == "S9.2":
+        for _, idxs in muon_shape_groups(shapes):
+            for j, i in enumerate(idxs):
+                if whole[i]:
+                    out[muon_owner(j, w)][i] = dict(whole[i])
+        return out
+    for i, (st, s) in enumerate(zip(whole, shapes, strict=True)):
+        if not st:
+            continue
+        if layout == "S9.6":
+            for r, piece in enumerate(_split(st, s, placements[i], w)):
+                out[r][i] = piece
+            continue
+        for r in range(w):
+            start, stop = adamw_row_shard(s[0] if s else 1, w, r)
+            if stop > start:
+                out[r][i] = {k: (np.asarray(v, dtype=np.float64)[start:stop] if np.ndim(v) == len(s) >= 1 else v)
+                             for k, v in st.items()}
+    return out
+
+
+def reshard(rank_states: Sequence[Mapping], shapes: Sequence[Sequence[int]], world_size: int, *, layout: str,
+            placements: Sequence[str] | None = None) -> list[dict]:
+    """S9.9 The rank states a checkpoint written on W = len(rank_states) ranks gives ``world_size`` = W′ ranks: the
+    whole state of every parameter joined from the W ranks' pieces, then placed by the same ``layout`` at W′.
+
+    ``layout``: "S9.2" (DistMuon: parameter i's whole state on its owner, muon_owner within its shape group),
+    "S9.3" (DistAdamW: rows adamw_row_shard of every entry with the parameter's ndim, the others (``step``) whole on
+    each row holder) or "S9.6" (DTensor parameters placed ``placements[i]``: each rank its piece of every entry of
+    the parameter's shape, the others whole). ``shapes``: the parameters' shapes. A resharded state is the same
+    state: stepping on from it equals stepping on from the W ranks' (the load is not a step)."""
+    if not _is_list(rank_states) or not rank_states or not all(isinstance(st, Mapping) for st in rank_states):
+        raise ValueError("rank_states must be a non-empty list of dicts {param_index: state}, one per rank (W >= 1)")
+    if not _is_list(shapes):
+        raise ValueError(f"shapes must be a list of shapes, one per parameter; got {shapes!r}")
+    checked = [_check_shape(f"shapes[{i}]", s) for i, s in enumerate(shapes)]
+    world_size = require_int("world_size", world_size, minimum=1)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} (the clause whose rule places the state); "
+                         f"got {layout!r}")
+    pls = None
+    if layout == "S9.6":
+        pls = _check_placements(placements, [np.zeros(s) for s in checked])
+    elif placements is not None:
+        raise ValueError(f"placements must be None for layout {layout} (only S9.6 places by placements)")
+    unknown = sorted({i for st in rank_states for i in st if not (isinstance(i, int) and 0 <= i < len(checked))},
+                     key=repr)
+    if unknown:
+        raise ValueError(f"rank_states' keys must be parameter indices 0..{len(checked) - 1}; got {unknown}")
+    whole = _whole_states(rank_states, checked, layout, pls)
+    return _placed_states(whole, checked, layout, world_size, pls)

@@ -306,6 +306,8 @@ CLAUSES: tuple[Clause, ...] = (
            protocol=("DTensorMuon", P.DTensorMuonFactory), regimes=_NS_REGIMES, layout="S9.6"),
     Clause("S9.8", ("dtensor_adamw",), "one AdamW step on DTensor parameters", "zero2",
            _ADAMW.extend(*_RANK_MULS, _PARAM_MULS), protocol=("DTensorAdamW", P.DTensorAdamWFactory), layout="S9.6"),
+    Clause("S9.9", ("reshard",), "a checkpoint saved on W ranks, resumed on W′", "zero2",
+           protocol=("Checkpoint", P.Checkpoint)),
     Clause("S10.1", ("dmodel_lr_scale",), "AdamW learning-rate scale by model width", "nanochat",
            HyperSet(_MODEL_DIM)),
     Clause("S10.2", ("nanochat_param_groups",), "`GPT.setup_optimizers`", "nanochat",

@@ -6,6 +6,9 @@ keyword. :func:`signature_mismatch` checks a target's object against its protoco
 and names what does not fit (a missing keyword, an extra required parameter, too few positional slots).
 The first line of each docstring is the protocol block's comment in SPEC.md and README.md.
 
+A protocol without ``__call__`` (``Checkpoint``) names methods instead: the target's object (a module will do)
+provides each, called as declared (:func:`methods`).
+
 Annotations are strings (no torch import here): ``Tensor`` is ``torch.Tensor``, ``Optimizer`` is
 ``torch.optim.Optimizer``.
 """
@@ -35,6 +38,8 @@ __all__ = [
     "DistAdamWFactory",
     "DTensorMuonFactory",
     "DTensorAdamWFactory",
+    "Checkpoint",
+    "methods",
     "call_shape",
     "render_call",
     "signature_mismatch",
@@ -147,9 +152,29 @@ class DTensorAdamWFactory(Protocol):
                  weight_decay: float) -> Optimizer: ...
 
 
-def call_shape(protocol: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(positional names, keyword names) of the call the suite makes through ``protocol``."""
-    sig = inspect.signature(protocol.__call__)
+@runtime_checkable
+class Checkpoint(Protocol):
+    """an object (a module will do) with save and load, collective on every rank: saved on W ranks, loads on W′"""
+
+    def save(self, optimizer: Optimizer, path: str) -> None: ...
+
+    def load(self, optimizer: Optimizer, path: str) -> None: ...
+
+
+def methods(protocol: type) -> tuple[str, ...]:
+    """The methods a target's object provides for ``protocol``: ``("__call__",)`` for a callable protocol, else the
+    protocol's own public methods in declaration order (``Checkpoint``: save, load)."""
+    if "__call__" in vars(protocol):
+        return ("__call__",)
+    return tuple(k for k, v in vars(protocol).items() if callable(v) and not k.startswith("_"))
+
+
+def call_shape(protocol: type, method: str = "__call__") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(positional names, keyword names) of the call the suite makes through ``protocol`` (its ``method``); () for
+    the keywords of a protocol of methods (it takes no hyperparameters)."""
+    if method == "__call__" and methods(protocol) != ("__call__",):
+        return (), ()
+    sig = inspect.signature(getattr(protocol, method))
     params = [p for p in sig.parameters.values() if p.name != "self"]
     positional = tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
     keywords = tuple(p.name for p in params if p.kind == p.KEYWORD_ONLY)
@@ -157,8 +182,16 @@ def call_shape(protocol: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def render_call(name: str, protocol: type, *, types: bool = True) -> str:
-    """``Muon(params: Iterable[Tensor], *, lr: float, …) -> Optimizer`` (or without the parameter types)."""
-    sig = inspect.signature(protocol.__call__)
+    """``Muon(params: Iterable[Tensor], *, lr: float, …) -> Optimizer`` (or without the parameter types); a protocol
+    of methods: one ``Name.method(…) -> …`` line per method."""
+    names = methods(protocol)
+    if names != ("__call__",):
+        return "\n".join(_render(f"{name}.{m}", getattr(protocol, m), types) for m in names)
+    return _render(name, protocol.__call__, types)
+
+
+def _render(label: str, fn: Any, types: bool) -> str:
+    sig = inspect.signature(fn)
     parts, star = [], False
     for p in sig.parameters.values():
         if p.name == "self":
@@ -170,7 +203,7 @@ def render_call(name: str, protocol: type, *, types: bool = True) -> str:
         parts.append(f"{p.name}: {ann}" if types and ann else p.name)
     ret = sig.return_annotation
     ret = ret if isinstance(ret, str) else getattr(ret, "__name__", "")
-    return f"{name}({', '.join(parts)}) -> {ret}"
+    return f"{label}({', '.join(parts)}) -> {ret}"
 
 
 class _Slot:
@@ -187,9 +220,22 @@ def signature_mismatch(obj: Any, name: str, protocol: type) -> str | None:
     positionally and every keyword-only one by keyword, exactly as the suite will call it; a class is
     checked through its constructor. Objects whose signature Python cannot read (some builtins) pass.
     """
-    positional, keywords = call_shape(protocol)
-    return bind_problem(obj, name, positional, keywords, expected=render_call(name, protocol),
-                        call=render_call(name, protocol, types=False))
+    names = methods(protocol)
+    if names == ("__call__",):
+        positional, keywords = call_shape(protocol)
+        return bind_problem(obj, name, positional, keywords, expected=render_call(name, protocol),
+                            call=render_call(name, protocol, types=False))
+    for m in names:
+        fn = getattr(obj, m, None)
+        expected = _render(f"{name}.{m}", getattr(protocol, m), True)
+        if fn is None:
+            return f"{name} has no {m!r} (got {type(obj).__name__}); expected {expected}"
+        positional, keywords = call_shape(protocol, m)
+        problem = bind_problem(fn, f"{name}.{m}", positional, keywords, expected=expected,
+                               call=_render(f"{name}.{m}", getattr(protocol, m), False))
+        if problem is not None:
+            return problem
+    return None
 
 
 def bind_problem(obj: Any, label: str, positional: Iterable[str], keywords: Iterable[str], *, expected: str,

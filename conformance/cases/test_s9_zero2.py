@@ -32,6 +32,7 @@ case with a 0-D parameter or a dim 0 that W does not divide is ``hardening`` (S9
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -162,7 +163,37 @@ def _trajectories(kind: str, world_size: int, live_seed: int, values: dict) -> d
                                      placements=[FULLY_SHARD if p.ndim else "Replicate()" for p in live.params0])
     out["resume"] = replace(out["live"], case_id=out["live"].case_id.replace("live", "live resume"),
                             resume_at=RESUME_AT)
+    base = out[RESHARD_BASE.get(kind, "live")]  # S9.9: its first RESUME_AT steps, then the target's save
+    out["reshard"] = replace(base, case_id=base.case_id.replace("live", "live reshard save"),
+                             rank_grads=base.rank_grads[:RESUME_AT], per_step=base.per_step[:RESUME_AT])
     return {k: v for k, v in out.items() if v is not None}
+
+
+#: S9.9 "reshard": the core trajectory of each kind (DistAdamW's rows divide every W: S9.5's core regime) runs
+#: RESUME_AT steps on W ranks and the target's Checkpoint.save, then on W′ ranks a fresh optimizer, Checkpoint.load
+#: and the remaining steps with W′ ranks' gradients of the same mean; judged as one trajectory against the reference
+RESHARD_BASE = {"DistAdamW": "even"}
+
+
+def reshard_target(world_size: int, sizes: list[int]) -> int:
+    """W′ for W: the next of the selected world sizes the target supports, cyclically (1→2→3→4→1 by default; W
+    itself when it is the only one), so every W saves once and every W′ loads once."""
+    return sizes[(sizes.index(world_size) + 1) % len(sizes)]
+
+
+def _continuation(kind: str, base: Trajectory, saved: list[dict], world_size: int, w2: int, live_seed: int,
+                  path: str) -> Trajectory:
+    """The W′ half of a reshard case: the parameters the W ranks saved with, the remaining per-step values, and for
+    each remaining step W′ ranks' gradients whose mean is the base trajectory's mean gradient of that step."""
+    rng = np.random.default_rng([live_seed, world_size, w2, list(CLAUSES).index(kind), 9])
+    rank_grads = []
+    for m in base.mean_grads()[RESUME_AT:]:
+        noise = [[rng.standard_normal(g.shape) * float(np.std(g)) for g in m] for _ in range(w2)]
+        avg = [np.mean([n[i] for n in noise], axis=0) for i in range(len(m))]
+        rank_grads.append([[g + n[i] - avg[i] for i, g in enumerate(m)] for n in noise])
+    return replace(base, case_id=base.case_id.replace("live", f"live reshard W={world_size}→{w2}"),
+                   params0=saved[0]["after"][-1], per_step=base.per_step[RESUME_AT:], rank_grads=rank_grads,
+                   load_from=path)
 
 
 def _judge_resume(case: Case, dist_results, kind: str, world_size: int, recs: list[dict]) -> None:
@@ -224,8 +255,32 @@ TEST_OF = {"DistMuon": "test_dist_muon", "DistAdamW": "test_dist_adamw", "DTenso
            "DTensorAdamW": "test_dtensor_adamw"}
 
 
+def _by_kind(run, plans: dict[str, list[Trajectory]]) -> list[list[dict] | Exception]:
+    """Every kind's trajectories on one process group (flattened in ``plans`` order): a crash reruns each trajectory
+    on its own (``_isolating``), a hang each kind on its own (only the hanging one waits again)."""
+    flat = [t for ts in plans.values() for t in ts]
+    try:
+        return _isolating(run, flat)
+    except RankTimeout as exc:
+        if len(plans) == 1:
+            return [exc] * len(flat)
+        out: list = []
+        for ts in plans.values():
+            try:
+                out += _isolating(run, ts)
+            except RankTimeout as one:
+                out += [one] * len(ts)
+        return out
+
+
 @pytest.fixture(scope="session")
-def dist_results(request, target, pytestconfig, live_seed):
+def checkpoint_root(tmp_path_factory) -> str:
+    """Where the S9.9 cases' checkpoints go (one folder per kind and W)."""
+    return str(tmp_path_factory.mktemp("reshard"))
+
+
+@pytest.fixture(scope="session")
+def dist_results(request, target, pytestconfig, live_seed, checkpoint_root):
     """Lazily runs the trajectories of (W, level), once per session, on one process group: those of the kind asked
     for and of every other kind this session selected that the target can run at W (starting W processes costs
     seconds, the steps milliseconds), each level apart (a crash in a hardening regime cannot take a core case down
@@ -235,38 +290,40 @@ def dist_results(request, target, pytestconfig, live_seed):
     every case's of that process group."""
     cache: dict = {}
     selected = {getattr(item, "originalname", item.name) for item in request.session.items}
+    # S9.9: the kinds whose reshard case the session selected (none when the target has no usable Checkpoint)
+    reshard_kinds = {item.callspec.params["kind"] for item in request.session.items
+                     if getattr(item, "originalname", "") == "test_reshard"} if target.problem("Checkpoint") is None \
+        else set()
 
     def runnable_kind(kind: str, world_size: int) -> bool:
-        return (TEST_OF[kind] in selected and target.problem(kind) is None
+        return ((TEST_OF[kind] in selected or kind in reshard_kinds) and target.problem(kind) is None
                 and target.capabilities.world_size_reason(world_size) is None)
+
+    def level_of(kind: str, world_size: int, which: str, traj: Trajectory) -> str:
+        return spec.clause("S9.9").regime().level if which == "reshard" else _regime(kind, world_size, traj).level
 
     def planned(kind: str, world_size: int, level: str) -> dict[str, Trajectory]:
         _, values = variant_values(pytestconfig, spec.clause(CLAUSES[kind]))
         extra = target_options(target, kind, values)  # the profile's options, where the target takes them
-        return {k: replace(t, hyper={**t.hyper, **extra})
-                for k, t in _trajectories(kind, world_size, live_seed, values).items()
-                if _runnable(target, t) and _regime(kind, world_size, t).level == level}
+        out = {}
+        for k, t in _trajectories(kind, world_size, live_seed, values).items():
+            if (k == "reshard" and kind not in reshard_kinds) or (k != "reshard" and TEST_OF[kind] not in selected):
+                continue
+            if _runnable(target, t) and level_of(kind, world_size, k, t) == level:
+                save_to = os.path.join(checkpoint_root, f"{kind}-W{world_size}") if k == "reshard" else None
+                out[k] = replace(t, hyper={**t.hyper, **extra}, save_to=save_to)
+        return out
+
+    def runner(world_size: int):
+        return functools.partial(run_all, target.spec, world_size=world_size, device=option(pytestconfig, "device"),
+                                 timeout_s=option(pytestconfig, "dist-timeout"))
 
     def get(kind: str, world_size: int, level: str) -> tuple[list[str], list[list[dict] | Exception]]:
         if (kind, world_size, level) not in cache:
             kinds = [k for k in CLAUSES if (k, world_size, level) not in cache
                      and (k == kind or runnable_kind(k, world_size))]
             plans = {k: planned(k, world_size, level) for k in kinds}
-            run = functools.partial(run_all, target.spec, world_size=world_size, device=option(pytestconfig, "device"),
-                                    timeout_s=option(pytestconfig, "dist-timeout"))
-            flat = [t for k in kinds for t in plans[k].values()]
-            try:
-                per_traj = _isolating(run, flat)
-            except RankTimeout as exc:
-                if len(kinds) == 1:
-                    per_traj = [exc] * len(flat)
-                else:  # a hang: each kind again on its own process group (only the hanging one waits again)
-                    per_traj = []
-                    for k in kinds:
-                        try:
-                            per_traj += _isolating(run, list(plans[k].values()))
-                        except RankTimeout as one:
-                            per_traj += [one] * len(plans[k])
+            per_traj = _by_kind(runner(world_size), {k: list(p.values()) for k, p in plans.items()})
             start = 0
             for k in kinds:
                 n = len(plans[k])
@@ -274,6 +331,39 @@ def dist_results(request, target, pytestconfig, live_seed):
                 start += n
         return cache[(kind, world_size, level)]
 
+    def resharded(kind: str, world_size: int, w2: int
+                  ) -> tuple[Trajectory, list[dict], Trajectory, list[dict]] | list[dict] | Exception:
+        """S9.9: (save trajectory, its records on W ranks, continuation, its records on W′ ranks) of ``kind``; the W
+        ranks' records alone when a rank found it unsupported; or the exception of the half that failed. The W′
+        halves of every kind that saved at W run on one process group."""
+        level = spec.clause("S9.9").regime().level
+        if ("reshard", kind, world_size, w2) not in cache:
+            kinds = [k for k in CLAUSES if k == kind or runnable_kind(k, world_size) and runnable_kind(k, w2)]
+            saves, conts = {}, {}
+            for k in kinds:
+                names, per_traj = get(k, world_size, level)
+                if "reshard" not in names:
+                    continue
+                recs = per_traj[names.index("reshard")]
+                traj = planned(k, world_size, level)["reshard"]
+                saves[k] = (traj, recs)
+                if not isinstance(recs, Exception) and not any("unsupported" in rec for rec in recs):
+                    base = _trajectories(k, world_size, live_seed, variant_values(
+                        pytestconfig, spec.clause(CLAUSES[k]))[1])[RESHARD_BASE.get(k, "live")]
+                    base = replace(base, hyper=traj.hyper)
+                    conts[k] = _continuation(k, base, recs, world_size, w2, live_seed, traj.save_to)
+            per_traj = _by_kind(runner(w2), {k: [t] for k, t in conts.items()})
+            done = dict(zip(conts, per_traj, strict=True))
+            for k, (traj, recs) in saves.items():
+                if isinstance(recs, Exception) or k not in done:
+                    cache[("reshard", k, world_size, w2)] = recs
+                elif isinstance(done[k], Exception):
+                    cache[("reshard", k, world_size, w2)] = done[k]
+                else:
+                    cache[("reshard", k, world_size, w2)] = (traj, recs, conts[k], done[k])
+        return cache.get(("reshard", kind, world_size, w2), RuntimeError(f"no reshard trajectory of {kind}"))
+
+    get.resharded = resharded
     return get
 
 
@@ -321,18 +411,21 @@ def _stepped(case: Case, dist_results, live_seed: int, kind: str, world_size: in
     Z.judge_identical_ranks(case.verdict, traj, recs)
     if kind in DTENSOR:
         D.judge_placements_kept(case.verdict, traj, recs)
+    states = _judge_steps(case, kind, traj, Z.mean_replay(traj, recs), world_size)
+    return (traj, recs, states, *Z.dist_state_tolerances(traj, world_size, strict=case.strict))
+
+
+def _judge_steps(case: Case, kind: str, traj: Trajectory, replayed: Replayed, world_size: int) -> list[dict]:
+    """Each step against the single-process optimizer (S7.2 / S8.2) on the mean gradient; returns the reference
+    states after the last step."""
     extra = dist_average_rtol(world_size)
     if kind in ("DistMuon", "DTensorMuon"):
-        states = judge_muon(case.verdict, traj, Z.mean_replay(traj, recs), strict=case.strict, extra_rtol=extra,
-                            options=case.options)
-    else:
-        step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
-        opts = case.reference_options("S8.2")
-        states = judge_float_family(case.verdict, traj, Z.mean_replay(traj, recs), adamw_step(traj, opts),
-                                    step_rtol=step_rtol,
-                                    golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra,
-                                    variants=adamw_variants(traj, opts))
-    return (traj, recs, states, *Z.dist_state_tolerances(traj, world_size, strict=case.strict))
+        return judge_muon(case.verdict, traj, replayed, strict=case.strict, extra_rtol=extra, options=case.options)
+    step_rtol = (F32_STEP_RTOL_STRICT if case.strict else F32_STEP_RTOL) + extra
+    opts = case.reference_options("S8.2")
+    return judge_float_family(case.verdict, traj, replayed, adamw_step(traj, opts), step_rtol=step_rtol,
+                              golden_rtol=lambda n: f32_trajectory_rtol(n, strict=case.strict) + n * extra,
+                              variants=adamw_variants(traj, opts))
 
 
 @pytest.mark.clause("S9.4")
@@ -386,3 +479,68 @@ def test_dtensor_adamw(case, dist_results, live_seed, world_size, which):
     traj, recs, states, tol, golden_tol = got
     D.judge_dtensor_state(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), tol, golden_tol)
     D.judge_dtensor_memory(case.verdict, traj, recs, 2.0)
+
+
+#: the state entries S9.9's cases follow through the reshard, per kind
+RESHARD_KEYS = {"DistMuon": ("momentum_buffer",), "DTensorMuon": ("momentum_buffer",),
+                "DistAdamW": ("exp_avg", "exp_avg_sq"), "DTensorAdamW": ("exp_avg", "exp_avg_sq")}
+
+
+@pytest.mark.clause("S9.9")
+@pytest.mark.parametrize("world_size", WORLD_SIZES)
+@pytest.mark.parametrize("kind", list(CLAUSES))
+def test_reshard(case, dist_results, live_seed, kind, world_size):
+    """A checkpoint saved by the target's Checkpoint on W ranks after 6 steps, loaded on W′ ranks (W′: the next
+    selected world size, ``reshard_target``) into a fresh optimizer, and the trajectory continued: judged as one
+    trajectory against the single-process reference on the mean gradients (core), the W′ ranks identical, and the
+    state after the last step equal to the reference's, placed by the kind's rule at W′ (S9.2 / S9.3 / S9.6)."""
+    case.require(kind)
+    case.require("Checkpoint")
+    case.supports_world_size(world_size)
+    sizes = [w for w in sorted(case.world_sizes) if target_supports(case, w)]
+    w2 = reshard_target(world_size, sizes)
+    if case.device.type == "cuda":
+        import torch
+
+        if max(world_size, w2) > torch.cuda.device_count():
+            pytest.skip(f"world sizes {world_size}→{w2} need {max(world_size, w2)} GPUs; "
+                        f"{torch.cuda.device_count()} visible")
+    save = _trajectories(kind, world_size, live_seed, case.options)["reshard"]
+    for values in save.hyper_values():
+        case.supports(kind, values)
+    case.supports_dtype(case_dtype(save.arrays(0), squares=kind in SQUARES))
+    case.verdict.regime(spec.clause("S9.9").regime())
+    got = dist_results.resharded(kind, world_size, w2)
+    label = f"reshard W={world_size}→{w2}"
+    if isinstance(got, Exception):
+        if case.verdict.error(got, case=label):
+            pytest.fail(f"{kind} {label}: {got}", pytrace=False)
+        return
+    if isinstance(got, list):  # the W half: records per rank, unsupported on some rank
+        unsupported(next(rec["unsupported"] for rec in got if "unsupported" in rec))
+    traj, recs, cont, cont_recs = got
+    reasons = [rec["unsupported"] for rec in cont_recs if "unsupported" in rec]
+    if reasons:
+        unsupported(reasons[0])
+    Z.judge_identical_ranks(case.verdict, cont, cont_recs)
+    if kind in DTENSOR:
+        D.judge_placements_kept(case.verdict, cont, cont_recs)
+    # one trajectory: the W ranks' steps, then the W′ ranks' (each step's gradient: the mean its ranks were given)
+    halves = [(traj, recs), (cont, cont_recs)]
+    means = [m for t, rs in halves for m in Z.mean_replay(t, rs).grads]
+    whole = replace(cont, case_id=f"{kind} {label} (loaded before step {RESUME_AT})", params0=traj.params0,
+                    per_step=traj.per_step + cont.per_step, rank_grads=[[m] for m in means], load_from=None)
+    replayed = Replayed([b for _, rs in halves for b in rs[0]["before"]], means,
+                        [a for _, rs in halves for a in rs[0]["after"]])
+    states = _judge_steps(case, kind, whole, replayed, max(world_size, w2))
+    tol, golden_tol = Z.dist_state_tolerances(whole, max(world_size, w2), strict=case.strict)
+    keys = RESHARD_KEYS[kind]
+    if kind in DTENSOR:
+        D.judge_dtensor_state(case.verdict, cont, cont_recs, states, keys, tol, golden_tol)
+    else:
+        layout = (Z.muon_layout if kind == "DistMuon" else Z.adamw_layout)(cont, w2)
+        Z.judge_state_partition(case.verdict, cont, cont_recs, states, keys, layout, tol, golden_tol)
+
+
+def target_supports(case: Case, world_size: int) -> bool:
+    return case.target.capabilities.world_size_reason(world_size) is None

@@ -530,11 +530,82 @@ class DTensorMuonLazyState(impl.DTensorMuon):
         return loss
 
 
+# ------------------------------------------------------------------------------------------ S9.9 checkpoints
+
+
+class CheckpointOwnRankOnly:
+    """DCP checkpoints (the built-in ``impl.checkpoint``) written as "rank 0 saves, everyone loads": the other ranks
+    save nothing, so at W′ every matrix their momentum belonged to starts again from zero (KellerJordan/Muon #46,
+    now across a reshard). Correct wherever rank 0 owned everything (W = 1)."""
+
+    @staticmethod
+    def save(optimizer, path):
+        from optconform.impl import checkpoint
+
+        kept = dict(optimizer.state)
+        if dist.get_rank() != 0:
+            optimizer.state.clear()
+        try:
+            checkpoint.save(optimizer, path)
+        finally:
+            optimizer.state.update(kept)
+
+    @staticmethod
+    def load(optimizer, path):
+        from optconform.impl import checkpoint
+
+        checkpoint.load(optimizer, path)
+
+
+class CheckpointLocalPieces:
+    """Per-rank files of each rank's own pieces (``to_local()``), read back by rank number: exact when W′ = W, but on
+    another world size rank r gets its old piece, copied where it fits into the new one (rows and columns of other
+    matrix positions, the rest zero): the sharded state_dict of FSDP saved per rank with torch.save."""
+
+    @staticmethod
+    def _file(path):
+        import os
+
+        os.makedirs(path, exist_ok=True)
+        return os.path.join(path, f"rank{dist.get_rank()}.pt")
+
+    @staticmethod
+    def _params(optimizer):
+        return [p for g in optimizer.param_groups for p in g["params"]]
+
+    @classmethod
+    def save(cls, optimizer, path):
+        state = [{k: (v.to_local() if hasattr(v, "to_local") else v) for k, v in optimizer.state.get(p, {}).items()}
+                 for p in cls._params(optimizer)]
+        torch.save(state, cls._file(path))
+        dist.barrier()
+
+    @classmethod
+    def load(cls, optimizer, path):
+        import os
+
+        dist.barrier()
+        file = cls._file(path)
+        saved = torch.load(file, weights_only=False) if os.path.exists(file) else []
+        for p, st in zip(cls._params(optimizer), saved, strict=False):
+            new = {}
+            for k, v in st.items():
+                if hasattr(p, "to_local") and torch.is_tensor(v) and v.ndim == p.ndim:
+                    buf = torch.zeros_like(p)
+                    local = buf.to_local()
+                    fit = tuple(slice(0, min(a, b)) for a, b in zip(local.shape, v.shape, strict=True))
+                    local[fit] = v[fit]
+                    new[k] = buf
+                else:
+                    new[k] = v
+            optimizer.state[p] = new
+
+
 # ----------------------------------------------------------------------------------------------- the catalog
 
 _BASE = {name: getattr(impl, name) for name in (
     "zeropower", "Muon", "DistMuon", "AdamW", "DistAdamW", "DTensorMuon", "DTensorAdamW", "SGD", "lr_multiplier",
-    "muon_momentum", "step_decay_lr", "exponential_decay_lr", "inverse_time_decay_lr", "clip_grad_norm")}
+    "muon_momentum", "step_decay_lr", "exponential_decay_lr", "inverse_time_decay_lr", "clip_grad_norm", "Checkpoint")}
 
 
 def _target(**overrides) -> SimpleNamespace:
@@ -615,6 +686,11 @@ CATALOG: dict[str, Entry] = {
     # W = 3: the live trajectory's 4×32 Shard(0) matrix has pieces of 2, 2 and 0 rows
     "dtensor_muon_lazy_state": Entry("S9.7", "core", "dtensor_muon and live", "3", _target(
         DTensorMuon=DTensorMuonLazyState)),
+    # world sizes 2 and 3: the reshards 2 → 3 and 3 → 2 (rank 1, and at W = 3 rank 2, own matrices)
+    "checkpoint_rank0_only": Entry("S9.9", "core", "reshard and DistMuon", "2,3", _target(
+        Checkpoint=CheckpointOwnRankOnly)),
+    "checkpoint_local_pieces": Entry("S9.9", "core", "reshard and DTensorMuon", "2,3", _target(
+        Checkpoint=CheckpointLocalPieces)),
 }
 
 def make_compiled_zeropower():
@@ -674,6 +750,7 @@ CONTROLS: dict[str, Entry] = {
     "control_adamw": Entry("S8.2", "core", "adamw", "", _target(AdamW=make_adamw())),
     # the DTensor family's control: the production DTensorMuon (the mistakes above replace it whole)
     "control_dtensor_muon": Entry("S9.7", "core", "dtensor_muon and live", _W2, _target()),
+    "control_checkpoint": Entry("S9.9", "core", "reshard", "2,3", _target()),
     "control_compiled_zeropower": Entry("S6.2", "core", "zeropower_golden", "", _target(
         zeropower=make_compiled_zeropower())),
     **{f"control_variant_{p}": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_variant_muon(p)), profile=p)

@@ -1,11 +1,13 @@
-"""impl.checkpoint: DCP checkpoints of Muon, AdamW, DistMuon and DistAdamW saved on W ranks and loaded on W′.
+"""impl.checkpoint: DCP checkpoints of Muon, AdamW, DistMuon, DistAdamW, DTensorMuon and DTensorAdamW saved on W
+ranks and loaded on W′.
 
 Gradients are chosen so that the run does not depend on the world size: rank r of W gets g_t + (r − (W−1)/2)·d_t
 with g_t, d_t "dyadic" (integers / 1024, |·| < 4), so every partial sum is exact in float32 and gloo's AVG returns
 g_t exactly for any W. DistMuon is bitwise the Muon kernel on the mean gradient (tests/impl/test_distributed.py), and
 DistAdamW with fused=False bitwise the foreach AdamW, so an uninterrupted single-process run is the exact expectation
 for save at W → load at W′ → continue; with the fused kernel (alignment-dependent rounding) the float32 trajectory
-bound applies.
+bound applies. DTensorMuon is bitwise Muon on the mean gradient (tests/impl/test_dtensor.py) and DTensorAdamW is
+AdamW: their parameters are placed Shard(0), Shard(1) or Replicate() (``PLACEMENTS``) and given g_t, placed alike.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from optconform.conformance.spawn import run_distributed
 from optconform.impl import checkpoint
 from optconform.impl.adamw import AdamW
 from optconform.impl.distributed import DistAdamW, DistMuon
+from optconform.impl.dtensor import DTensorAdamW, DTensorMuon
 from optconform.impl.muon import Muon
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(300)]
@@ -31,6 +34,8 @@ SPAWN_TIMEOUT_S = 120
 MUON_SHAPES = [(6, 4), (4, 6), (6, 4), (3, 5), (6, 4), (4, 6), (6, 4), (6, 4), (4, 6)]
 # DistAdamW: dim 0 of 7, 5, 2, 1, 9 and a 0-D parameter (uneven rows, fewer rows than ranks)
 ADAMW_SHAPES = [(7, 3), (5,), (2, 5), (), (1, 4), (9,)]
+#: DTensor kinds: parameter j placed PLACEMENTS[j % 3] (a 0-D or 1-D parameter Shard(0) or Replicate())
+PLACEMENTS = ("Shard(0)", "Shard(1)", "Replicate()")
 STEPS, SAVE_AT = 5, 2
 LRS = [0.02, 0.018, 0.015, 0.01, 0.005]
 
@@ -51,8 +56,32 @@ def _grads(shapes, step, rank, world):
     return [gi + (rank - (world - 1) / 2) * di for gi, di in zip(g, d, strict=True)]
 
 
+def _placed(kind, tensors):
+    """nn.Parameters; DTensors placed by PLACEMENTS on a 1-D mesh of every rank for the DTensor kinds."""
+    if not kind.startswith("DTensor"):
+        return [torch.nn.Parameter(t) for t in tensors]
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    out = []
+    for j, t in enumerate(tensors):
+        name = PLACEMENTS[j % 3] if t.ndim >= 2 else PLACEMENTS[0] if t.ndim == 1 and j % 2 else "Replicate()"
+        pl = Replicate() if name == "Replicate()" else Shard(int(name[6]))
+        out.append(torch.nn.Parameter(distribute_tensor(t, mesh, [pl])))
+    return out
+
+
+def _full(params):
+    return [p.full_tensor() if hasattr(p, "full_tensor") else p.detach().clone() for p in params]
+
+
 def _make(kind, params, **kw):
     named = [(f"layer{j}.w", p) for j, p in enumerate(params)]
+    if kind == "DTensorMuon":
+        return DTensorMuon(named, lr=LRS[0], **kw)
+    if kind == "DTensorAdamW":
+        return DTensorAdamW([dict(params=named)], lr=LRS[0], betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1, **kw)
     if kind == "DistMuon":
         return DistMuon(named, lr=LRS[0], **kw)
     if kind == "Muon":
@@ -67,9 +96,13 @@ def _shapes(kind):
 
 
 def _run(opt, params, shapes, steps, rank, world):
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
     for t in steps:
-        for p, g in zip(params, _grads(shapes, t, rank, world), strict=True):
-            p.grad = g
+        mean = _grads(shapes, t, 0, 1)  # g_t: what the ranks' gradients average to
+        for p, g, m in zip(params, _grads(shapes, t, rank, world), mean, strict=True):
+            # a DTensor parameter gets the mean gradient placed as itself (what FSDP2's backward leaves)
+            p.grad = distribute_tensor(m, p.device_mesh, p.placements) if isinstance(p, DTensor) else g
         for group in opt.param_groups:
             group["lr"] = LRS[t]
         opt.step()
@@ -80,14 +113,15 @@ def _phase(rank, world, kind, path, resume, kw):
     resume True: parameters from the save, a fresh optimizer (lr 1.0: the load restores it), load, the rest."""
     shapes = _shapes(kind)
     if not resume:
-        params = [torch.nn.Parameter(t) for t in _init(shapes)]
+        params = _placed(kind, _init(shapes))
         opt = _make(kind, params, **kw)
         _run(opt, params, shapes, range(SAVE_AT), rank, world)
         checkpoint.save(opt, os.path.join(path, "ckpt"), extra={"step": SAVE_AT, "note": "resume here"})
+        full = _full(params)
         if rank == 0:
-            torch.save([p.detach() for p in params], os.path.join(path, "params.pt"))
+            torch.save(full, os.path.join(path, "params.pt"))
         return {"owned": sorted(k for k, p in enumerate(params) if opt.state.get(p))}
-    params = [torch.nn.Parameter(t) for t in torch.load(os.path.join(path, "params.pt"))]
+    params = _placed(kind, torch.load(os.path.join(path, "params.pt")))
     opt = _make(kind, params, **kw)
     for group in opt.param_groups:
         group["lr"] = 1.0
@@ -95,7 +129,7 @@ def _phase(rank, world, kind, path, resume, kw):
     lrs = sorted({g["lr"] for g in opt.param_groups})
     owned = sorted(k for k, p in enumerate(params) if opt.state.get(p))
     _run(opt, params, shapes, range(SAVE_AT, STEPS), rank, world)
-    return {"extra": extra, "lrs": lrs, "owned": owned, "params": [p.detach().clone() for p in params]}
+    return {"extra": extra, "lrs": lrs, "owned": owned, "params": _full(params)}
 
 
 def _local(fn, *args):
@@ -104,7 +138,7 @@ def _local(fn, *args):
 
 
 def _uninterrupted(kind, kw):
-    base = {"DistMuon": "Muon", "DistAdamW": "AdamW"}.get(kind, kind)
+    base = {"DistMuon": "Muon", "DistAdamW": "AdamW", "DTensorMuon": "Muon", "DTensorAdamW": "AdamW"}.get(kind, kind)
     shapes = _shapes(kind)
     params = [torch.nn.Parameter(t) for t in _init(shapes)]
     opt = _make(base, params, **kw)
@@ -114,9 +148,9 @@ def _uninterrupted(kind, kw):
 
 def _save_then_resume(tmp_path, kind_a, world_a, kind_b, world_b, kw):
     a = (run_distributed(_phase, world_a, args=(kind_a, str(tmp_path), False, kw), timeout_s=SPAWN_TIMEOUT_S)
-         if kind_a.startswith("Dist") else _local(_phase, kind_a, str(tmp_path), False, kw))
+         if kind_a.startswith(("Dist", "DTensor")) else _local(_phase, kind_a, str(tmp_path), False, kw))
     b = (run_distributed(_phase, world_b, args=(kind_b, str(tmp_path), True, kw), timeout_s=SPAWN_TIMEOUT_S)
-         if kind_b.startswith("Dist") else _local(_phase, kind_b, str(tmp_path), True, kw))
+         if kind_b.startswith(("Dist", "DTensor")) else _local(_phase, kind_b, str(tmp_path), True, kw))
     return a, b
 
 
@@ -140,6 +174,47 @@ def test_resharded_resume_is_bitwise_the_uninterrupted_run(tmp_path, kind, kw, w
         assert res["lrs"] == [LRS[SAVE_AT - 1]], "the hyperparameters come from the checkpoint"
         for k, (a, b) in enumerate(zip(res["params"], expected, strict=True)):
             assert torch.equal(a, b), f"rank {r}: parameter {k} differs from the uninterrupted run"
+
+
+@pytest.mark.parametrize("worlds", [(2, 3), (4, 1), (1, 2), (3, 4)], ids=lambda w: f"W{w[0]}to{w[1]}")
+@pytest.mark.parametrize("kind,kw", [("DTensorMuon", {}), ("DTensorAdamW", {"fused": False})], ids=["muon", "adamw"])
+def test_dtensor_checkpoints_reshard_bitwise(tmp_path, kind, kw, worlds):
+    """DTensor state saved piece by piece on W ranks is read into the pieces of W′ (every rank holds a piece of
+    every parameter's state: 'owned' lists all of them), and the run continues bitwise."""
+    saved, resumed = _save_then_resume(tmp_path, kind, worlds[0], kind, worlds[1], kw)
+    expected = _uninterrupted(kind, kw)
+    n = len(_shapes(kind))
+    for res in (*saved, *resumed):
+        assert res["owned"] == list(range(n))
+    for r, res in enumerate(resumed):
+        assert res["extra"] == {"step": SAVE_AT, "note": "resume here"}
+        assert res["lrs"] == [LRS[SAVE_AT - 1]]
+        for k, (a, b) in enumerate(zip(res["params"], expected, strict=True)):
+            assert torch.equal(a, b), f"rank {r}: parameter {k} differs from the uninterrupted run"
+
+
+@pytest.mark.parametrize("kinds", [("DTensorMuon", 2, "DistMuon", 3), ("DistMuon", 3, "DTensorMuon", 2),
+                                   ("DTensorMuon", 3, "Muon", 1), ("DTensorAdamW", 2, "DistAdamW", 3),
+                                   ("AdamW", 1, "DTensorAdamW", 3)],
+                         ids=lambda k: f"{k[0]}{k[1]}to{k[2]}{k[3]}")
+def test_dtensor_and_other_checkpoints_load_into_each_other(tmp_path, kinds):
+    kw = {"fused": False} if "AdamW" in kinds[0] else {}
+    _, resumed = _save_then_resume(tmp_path, kinds[0], kinds[1], kinds[2], kinds[3], kw)
+    expected = _uninterrupted(kinds[0], kw)
+    for res in resumed:
+        for a, b in zip(res["params"], expected, strict=True):
+            assert torch.equal(a, b)
+
+
+def test_normuon_second_moment_moves_to_its_owner_at_the_new_world_size(tmp_path):
+    """DTensorMuon's NorMuon v is a plain tensor on the matrix's owner: written by the owner at W = 3, read by the
+    owner at W′ = 2 (block-cyclic within each shape-and-placement group), and the run continues bitwise."""
+    kw = {"normuon_beta2": 0.95}
+    saved, resumed = _save_then_resume(tmp_path, "DTensorMuon", 3, "DTensorMuon", 2, kw)
+    expected = _uninterrupted("DTensorMuon", kw)
+    for res in resumed:
+        for a, b in zip(res["params"], expected, strict=True):
+            assert torch.equal(a, b)
 
 
 def test_fused_distadamw_resumes_within_the_float32_bound(tmp_path):

@@ -18,6 +18,7 @@ from optconform.reference.zero2 import (
     mean_gradient,
     muon_owner,
     muon_shape_groups,
+    reshard,
 )
 
 # The hand-computed mean below (np.mean over a stacked axis) may round differently from the reference's
@@ -410,3 +411,89 @@ def test_dtensor_errors(rng):
     _, st = dtensor_muon(m, g, [{}, {}], ["Shard(0)"], lr=0.1)
     with pytest.raises(ValueError, match="on every rank"):
         dtensor_muon(m, g, [st[0], {}], ["Shard(0)"], lr=0.1)
+
+
+# ---------------------------------------------------------------------------------------------- S9.9 reshard
+
+#: layout -> (the step on W ranks, shapes, placements)
+RESHARD = {
+    "S9.2": (lambda ps, rg, st, pl: dist_muon(ps, rg, st, lr=0.02), [(4, 6), (6, 4), (4, 6), (4, 6), (3, 3)], None),
+    "S9.3": (lambda ps, rg, st, pl: dist_adamw(ps, rg, st, lr=0.004, weight_decay=0.1),
+             [(7, 3), (2, 5), (13,), (), (3, 2, 2)], None),
+    "S9.6": (lambda ps, rg, st, pl: dtensor_muon(ps, rg, st, pl, lr=0.02), [(7, 3), (2, 5), (5, 9)],
+             ["Shard(0)", "Shard(1)", "Replicate()"]),
+}
+
+
+def _walk(layout, params, states, w, steps, rng):
+    step, shapes, pl = RESHARD[layout]
+    for _ in range(steps):
+        params, states = step(params, rank_grads_for(rng, shapes, w), states, pl)
+    return params, states
+
+
+@pytest.mark.parametrize("layout", list(RESHARD))
+@pytest.mark.parametrize("worlds", [(2, 3), (3, 2), (4, 1), (1, 4)], ids=lambda w: f"W{w[0]}to{w[1]}")
+def test_reshard_then_continue_equals_continuing_at_w(layout, worlds, rng):
+    """The clause's promise: 3 steps on W ranks, reshard, 3 steps on W′ ranks = 6 steps on W ranks (gradients with
+    the same means: each rank of W′ gets the mean the W ranks had), and the resharded state's pieces sit where the
+    layout puts them at W′."""
+    w, w2 = worlds
+    _, shapes, pl = RESHARD[layout]
+    params0 = [rng.normal(size=s) for s in shapes]
+    params, states = _walk(layout, params0, [{} for _ in range(w)], w, 3, rng)
+    later = [rank_grads_for(rng, shapes, w) for _ in range(3)]
+    moved = reshard(states, shapes, w2, layout=layout, placements=pl)
+    step = RESHARD[layout][0]
+    a, sa = params, states
+    b, sb = params, moved
+    for rg in later:
+        a, sa = step(a, rg, sa, pl)
+        mean = [hand_mean([g[i] for g in rg]) for i in range(len(shapes))]
+        b, sb = step(b, [mean] * w2, sb, pl)
+    rtol = MUON_RTOL if layout != "S9.3" else ADAMW_RTOL
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=1e-14)
+    # where the pieces are at W′
+    for r in range(w2):
+        for i, st in moved[r].items():
+            if layout == "S9.3":
+                start, stop = adamw_row_shard(shapes[i][0] if shapes[i] else 1, w2, r)
+                assert stop > start and np.shape(st["exp_avg"]) == (stop - start, *shapes[i][1:]) or not shapes[i]
+            elif layout == "S9.6":
+                want = tuple(b - a for a, b in dtensor_shard(shapes[i], pl[i], w2, r))
+                assert np.shape(st["momentum_buffer"]) == want
+    if layout == "S9.2":
+        owners = {i: muon_owner(j, w2) for _, idxs in muon_shape_groups(shapes) for j, i in enumerate(idxs)}
+        assert {i: r for r in range(w2) for i in moved[r]} == owners
+
+
+@pytest.mark.parametrize("layout", list(RESHARD))
+def test_reshard_there_and_back_is_the_identity(layout, rng):
+    _, shapes, pl = RESHARD[layout]
+    _, states = _walk(layout, [rng.normal(size=s) for s in shapes], [{} for _ in range(3)], 3, 2, rng)
+    back = reshard(reshard(states, shapes, 2, layout=layout, placements=pl), shapes, 3, layout=layout, placements=pl)
+    assert [sorted(st) for st in back] == [sorted(st) for st in states]
+    for r in range(3):
+        for i, st in states[r].items():
+            for k, v in st.items():
+                assert np.array_equal(back[r][i][k], v), (r, i, k)
+
+
+def test_reshard_errors(rng):
+    shapes = RESHARD["S9.2"][1]
+    _, states = _walk("S9.2", [rng.normal(size=s) for s in shapes], [{}, {}], 2, 1, rng)
+    with pytest.raises(ValueError, match="layout must be one of S9.2, S9.3, S9.6"):
+        reshard(states, shapes, 3, layout="S9.4")
+    with pytest.raises(ValueError, match="placements must be None for layout S9.2"):
+        reshard(states, shapes, 3, layout="S9.2", placements=["Shard(0)", "Shard(0)"])
+    with pytest.raises(ValueError, match="world_size"):
+        reshard(states, shapes, 0, layout="S9.2")
+    with pytest.raises(ValueError, match=r"rank_states\[0\] must hold state only for parameters rank 0 owns"):
+        reshard([states[1], states[0]], shapes, 3, layout="S9.2")
+    with pytest.raises(ValueError, match="parameter indices"):
+        reshard([{5: {}}, {}], shapes, 3, layout="S9.2")
+    with pytest.raises(ValueError, match="placements must be a list of 5"):
+        reshard([{}, {}], shapes, 3, layout="S9.6", placements=["Shard(0)"])
+    with pytest.raises(ValueError, match="rank_states must be a non-empty list"):
+        reshard([], shapes, 3, layout="S9.2")
