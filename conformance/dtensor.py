@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .stepping import STATE_KEYS, Replayed, Trajectory, _f64, _round_trip, checkpoint_io
+from .stepping import STATE_KEYS, Replayed, Trajectory, _f64, _round_trip, checkpoint_io, inject_fault
 
 __all__ = ["FULLY_SHARD", "PLACEMENTS", "step_dtensor"]
 
@@ -126,6 +126,7 @@ def step_dtensor(make_optimizer, traj: Trajectory, *, device, dtype, rank: int, 
                 p.grad = DTensor.from_local(gs[i], mesh, [Partial("avg")]).redistribute(mesh, p.placements)
         for group in opt.param_groups:
             group.update(traj.per_step[t])
+        inject_fault(traj, rank, t)
         opt.step()
         out.after.append([_f64(p.full_tensor()) for p in params])
     checkpoint_io(checkpoint, traj, opt, "end")

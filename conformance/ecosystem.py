@@ -210,6 +210,12 @@ EXPLANATIONS: dict[tuple[str, str], Explanation] = {
                                "It reads no p.lr_mul / p.wd_mul (torch.optim's convention): the golden cases, which "
                                "carry nanochat's multipliers, fail by exactly the multiplier (param_muls='ignore')",
                                core="FAIL", other=""),
+    ("muon_fsdp2", "S9.9"): _e("Checkpoint is torch's recipe (adapters.torch_dcp; muon-fsdp2 has no checkpoint code): "
+                               "its DTensor state reshards, and DTensorAdamW passes 1 → 2 and 2 → 1. DTensorMuon's "
+                               "reshard cases fail for S9.7's live reason, not the checkpoint's: the reshard "
+                               "trajectory is the live one (Shard(1) and Replicate() parameters), whose steps on 2 "
+                               "ranks are a different matrix's from the first step there (step 6 of 1 → 2, step 0 "
+                               "of 2 → 1). DistMuon / DistAdamW: not provided", core="FAIL", other="not provided"),
     # optax 0.2.8 (JAX 0.10.2), through the functional protocol; not re-read here: from its adapter's docstring
     ("optax", "S3.5"): _e("optax.sgd's trace is torch's heavy ball (trace = g + μ·trace, Nesterov g + μ·trace)",
                           core="pass", other=""),

@@ -67,6 +67,13 @@ OPTIONS: dict[str, dict[str, Any]] = {
                          help="seconds a single case may take before it is an error of the target's (a call that "
                               "never returns); the run goes on. 0 turns it off (default 120; distributed cases get "
                               "--dist-timeout on top)"),
+    "faults": dict(action="store_true", default=False,
+                   help="also run the rank-fault cases of the distributed clauses (hardening): one rank raises, is "
+                        "SIGKILLed or never steps; each costs a process group, 'absent' waits for --fault-timeout"),
+    "fault-timeout": dict(type=float, default=30.0,
+                          help="the rank-fault cases' process-group timeout in seconds, counted from launch (default "
+                               "30: starting W processes on a loaded 2-core machine took up to 16 s; the 'absent' "
+                               "case ends there)"),
     "strict-numerics": dict(action="store_true", default=False,
                             help="demand float32-level agreement everywhere (bf16 Newton–Schulz targets fail)"),
     "seed": dict(type=int, default=None,

@@ -47,6 +47,8 @@ class Trajectory:
     save_to: str | None = None
     #: S9.9: before the first step, the target's ``Checkpoint.load(optimizer, load_from)`` into the fresh optimizer
     load_from: str | None = None
+    #: a rank-fault case: (what, rank, step) -- that rank does ``what`` (``FAULTS``) just before that step
+    fault: tuple[str, int, int] | None = None
 
     @property
     def steps(self) -> int:
@@ -125,6 +127,38 @@ def _round_trip(make_optimizer: Callable[..., Any], opt: Any, params: list, hype
     return fresh, moved
 
 
+#: What the faulty rank of a rank-fault case does before its step: raise ``InjectedFault``; start a timer that sends
+#: itself SIGKILL ``SIGKILL_DELAY_S`` into the step (as the OOM killer would, its peers inside the step's
+#: collectives); or sleep instead of stepping (it never enters the step's collectives).
+FAULTS = ("raise", "sigkill", "absent")
+SIGKILL_DELAY_S = 0.005
+
+
+class InjectedFault(RuntimeError):
+    """The suite's own failure on the faulty rank of a rank-fault case (never a target's)."""
+
+
+def inject_fault(traj: Trajectory, rank: int | None, t: int) -> None:
+    """Before step ``t`` on ``rank``: the fault ``traj.fault`` asks for there, if any (``FAULTS``)."""
+    if traj.fault is None or rank != traj.fault[1] or t != traj.fault[2]:
+        return
+    what = traj.fault[0]
+    if what == "raise":
+        raise InjectedFault(f"the suite's injected failure on rank {rank} before step {t}")
+    if what == "sigkill":
+        import os
+        import signal
+        import threading
+
+        threading.Timer(SIGKILL_DELAY_S, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        return
+    if what == "absent":
+        import time
+
+        time.sleep(1e6)  # never returns: the harness's timeout ends the run
+    raise ValueError(f"fault must be one of {FAULTS}; got {what!r}")
+
+
 def checkpoint_io(checkpoint: Any, traj: Trajectory, opt: Any, when: str) -> None:
     """S9.9: ``checkpoint.load(opt, traj.load_from)`` (``when="start"``) or ``checkpoint.save(opt, traj.save_to)``
     (``when="end"``) where the trajectory asks for it; ``checkpoint`` is the target's ``Checkpoint``."""
@@ -162,6 +196,7 @@ def step_through(make_optimizer: Callable[..., Any], traj: Trajectory, *, device
         out.grads.append([_f64(p.grad) for p in params])
         for group in opt.param_groups:
             group.update(traj.per_step[t])
+        inject_fault(traj, rank, t)
         opt.step()
         out.after.append([_f64(p) for p in params])
     checkpoint_io(checkpoint, traj, opt, "end")

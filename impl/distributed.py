@@ -271,15 +271,20 @@ class _ZeRO2(torch.optim.Optimizer):
                           "optimizer": self._who}
         return sd
 
+    #: whether an untagged state dict loads (torch.distributed.checkpoint.state_dict's, on any world size): only
+    #: where the state is DTensors placed as the parameters, which carry their own layout (DTensorMuon)
+    _reshardable = False
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a shard saved by ``state_dict()`` on the same rank of a group of the same size."""
+        """Load a shard saved by ``state_dict()`` on the same rank of a group of the same size (or, where the state
+        is DTensors, ``_reshardable``, an untagged dict of them from any world size, checked after the load)."""
         rank, world = _require_group(self._who)
         tag = state_dict.get(_STATE_TAG) if isinstance(state_dict, dict) else None
-        if not isinstance(tag, dict):
+        if not isinstance(tag, dict) and not (self._reshardable and isinstance(state_dict, dict)):
             raise ValueError(f"state_dict must come from {self._who}.state_dict() (no '{_STATE_TAG}' tag): "
                              "the state of a ZeRO-2 optimizer is sharded, one state_dict per rank")
         mine = {"rank": rank, "world_size": world, "optimizer": self._who}
-        if tag != mine:
+        if tag is not None and tag != mine:
             raise ValueError(f"state_dict was saved by {tag}; this is {mine}: load each rank's own shard, "
                              "on a group of the same size")
         sd = {k: v for k, v in state_dict.items() if k != _STATE_TAG}

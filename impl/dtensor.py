@@ -117,6 +117,7 @@ class DTensorMuon(_ZeRO2):
     for ``momentum_form="bias_corrected"``), ``second_momentum_buffer`` (NorMuon, a plain tensor on the owner)."""
 
     _who = "DTensorMuon"
+    _reshardable = True  # its momentum buffers are DTensors: torch's state-dict API and DCP reshard them
     _options = MUON_OPTIONS
     _hyper_names = ("lr", "momentum", "nesterov", "ns_steps", *MUON_OPTIONS)
     _n_hypers = len(_hyper_names)

@@ -7,7 +7,8 @@ Every check the suite makes belongs to exactly one level:
   identical parameters, every optimizer-state element is held by exactly one rank, no rank holds more
   state than a balanced layout needs);
 * ``hardening`` -- input regimes where the seed's own arithmetic breaks and the spec asks for more
-  (a Frobenius or clipping norm that overflows or underflows in the seed's precision);
+  (a Frobenius or clipping norm that overflows or underflows in the seed's precision), and a rank that fails
+  mid-run, which the seed's distributed optimizers answer by waiting in a collective for gloo's 30 minutes;
 * ``layout`` -- the spec's exact ownership rule (S9.2 block-cyclic within shape groups, S9.3 ceil rows, S9.6 state
   placed as its DTensor parameter).
 
@@ -42,6 +43,7 @@ __all__ = [
     "NORM_UNDERFLOW_REGIME",
     "EVEN_ROWS",
     "UNEVEN_ROWS",
+    "RANK_FAULT",
     "parse_levels",
 ]
 
@@ -52,7 +54,7 @@ LEVEL_DOCS: dict[str, str] = {
           "(step = single-process optimizer on the mean gradient, identical parameters on every rank, every "
           "state element held by exactly one rank, no rank above a balanced layout's state)",
     HARDENING: "input regimes where the seed's own arithmetic breaks and the spec asks for more "
-               "(norms that overflow or underflow in the seed's precision)",
+               "(norms that overflow or underflow in the seed's precision; a rank that fails mid-run)",
     LAYOUT: "the spec's exact ownership rule (S9.2 block-cyclic within shape groups, S9.3 ceil(dim0/W) rows, S9.6 "
             "state placed as its DTensor parameter)",
 }
@@ -118,6 +120,10 @@ UNEVEN_ROWS = Regime("uneven_rows", HARDENING, None,
                      "rows with reduce_scatter_tensor (needs W | dim0) and reads grad.shape[0]")
 #: Its complement: every parameter at least 1-D with W | dim0.
 EVEN_ROWS = Regime("even_rows", CORE, None, "every parameter at least 1-D with dim 0 divisible by W")
+#: The distributed clauses' fault cases (``--faults``): the seed has no answer but gloo's 30-minute timeout.
+RANK_FAULT = Regime("rank_fault", HARDENING, None,
+                    "one rank fails mid-run (raises, is SIGKILLed, or never enters the step): every rank stops within "
+                    "the timeout, the failure names that rank, no process outlives the run")
 
 
 def parse_levels(text: str) -> tuple[str, ...]:

@@ -24,6 +24,10 @@ the math; read from the 0.3.0 wheel (line numbers of ``muon_fsdp2.py``):
   ``θ(1 − lr·wd)`` (l. 326–327), elementwise on the local pieces. It reads no ``p.lr_mul`` / ``p.wd_mul``
   (torch.optim's convention, S8.2's ``param_muls="ignore"``).
 
+``Checkpoint`` (S9.9) is torch's own recipe (``adapters.torch_dcp``: ``get_optimizer_state_dict`` / DCP /
+``set_optimizer_state_dict``): muon-fsdp2 ships no checkpoint code, and its state is DTensors placed as the
+parameters, which the recipe reshards.
+
 ``Muon.step`` wraps the Newton–Schulz loop in ``torch.compile(fullgraph=True)`` (l. 20); the adapter steps under
 ``torch.compiler.set_stance("force_eager")``: the same arithmetic, without an Inductor compile per matrix shape.
 Plain tensors (``SingelDeviceWork``, l. 199) call an undefined ``muon_update`` (NameError): no single-process names.
@@ -35,6 +39,8 @@ from importlib.metadata import version
 
 import torch
 from muon_fsdp2 import Muon as _Muon
+
+from . import torch_dcp as Checkpoint  # noqa: N812 - torch's recipe is its Checkpoint (module docstring)
 
 LIBRARY = "muon-fsdp2"
 VERSION = version("muon-fsdp2")

@@ -32,7 +32,9 @@ case with a 0-D parameter or a dim 0 that W does not divide is ``hardening`` (S9
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -43,6 +45,7 @@ from optconform.conformance.case import Case, golden_dir, target_options, unsupp
 from optconform.conformance.distributed import SQUARES, run_all
 from optconform.conformance.dtensor import FULLY_SHARD
 from optconform.conformance.judges import dtensor as D
+from optconform.conformance.judges import faults as F
 from optconform.conformance.judges import zero2 as Z
 from optconform.conformance.judges.float_family import adamw_step, adamw_variants, judge_float_family
 from optconform.conformance.judges.muon import judge_muon
@@ -50,7 +53,7 @@ from optconform.conformance.judges.ns import matrix_norms
 from optconform.conformance.judges.resume import judge_resume
 from optconform.conformance.plugin import option, variant_values
 from optconform.conformance.spawn import RankFailure, RankTimeout
-from optconform.conformance.stepping import Replayed, Trajectory, case_dtype, from_golden
+from optconform.conformance.stepping import FAULTS, Replayed, Trajectory, case_dtype, from_golden
 from optconform.conformance.tolerances import (
     F32_STEP_RTOL,
     F32_STEP_RTOL_STRICT,
@@ -544,3 +547,51 @@ def test_reshard(case, dist_results, live_seed, kind, world_size):
 
 def target_supports(case: Case, world_size: int) -> bool:
     return case.target.capabilities.world_size_reason(world_size) is None
+
+
+#: the step before which the faulty rank fails (the others have stepped twice: state exists, collectives warmed up)
+FAULT_STEP = 2
+
+
+@pytest.mark.parametrize("what", FAULTS)
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.clause(c)) for k, c in CLAUSES.items()])
+def test_rank_fault(case, pytestconfig, live_seed, kind, what):
+    """``--faults``: on the smallest selected world size >= 2, the kind's core trajectory with the last rank failing
+    before step 2 (``stepping.FAULTS``: it raises, is SIGKILLed inside the step, or never steps); judged by
+    ``judges.faults`` (regime rank_fault, hardening): the run ends within the timeout, names the faulty rank, and
+    leaves no process."""
+    case.require(kind)
+    if not option(pytestconfig, "faults"):
+        pytest.skip("the rank-fault cases run with --faults (each costs a process group; 'absent' waits for "
+                    "--fault-timeout)")
+    sizes = [w for w in sorted(case.world_sizes) if w >= 2 and target_supports(case, w)]
+    if not sizes:
+        pytest.skip("the rank-fault cases need a selected world size >= 2 that the target supports")
+    w = sizes[0]
+    if case.device.type == "cuda":
+        import torch
+
+        if w > torch.cuda.device_count():
+            pytest.skip(f"world size {w} needs {w} GPUs; {torch.cuda.device_count()} visible")
+    base = _trajectories(kind, w, live_seed, case.options)[RESHARD_BASE.get(kind, "live")]
+    traj = replace(base, case_id=base.case_id.replace("live", f"live {what} on rank {w - 1}"),
+                   hyper={**base.hyper, **target_options(case.target, kind, case.options)},
+                   fault=(what, w - 1, FAULT_STEP))
+    for values in traj.hyper_values():
+        case.supports(kind, values)
+    case.supports_dtype(case_dtype(traj.arrays(0), squares=kind in SQUARES))
+    case.verdict.regime(spec.clause(CLAUSES[kind]).regime(structural=("rank_fault",)))
+    timeout = option(pytestconfig, "fault-timeout")
+    t0 = time.monotonic()
+    try:
+        outcome: object = run_all(case.target.spec, [traj], w, device=option(pytestconfig, "device"),
+                                  timeout_s=timeout)
+    except (RankFailure, RankTimeout) as exc:
+        outcome = exc
+    elapsed = time.monotonic() - t0
+    if isinstance(outcome, list):
+        reasons = [rec[0]["unsupported"] for rec in outcome if "unsupported" in rec[0]]
+        if reasons:
+            unsupported(reasons[0])
+    alive = sum(p.is_alive() for p in multiprocessing.active_children())
+    F.judge_rank_fault(case.verdict, what, w - 1, w, outcome, elapsed, timeout, alive, case=traj.case_id)

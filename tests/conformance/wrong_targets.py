@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 import optconform.impl as impl
+from optconform.conformance.adapters import torch_dcp
 from optconform.spec import NS_COEFFICIENTS
 
 # ----------------------------------------------------------------------------------------------- S4 schedules
@@ -751,6 +752,9 @@ CONTROLS: dict[str, Entry] = {
     # the DTensor family's control: the production DTensorMuon (the mistakes above replace it whole)
     "control_dtensor_muon": Entry("S9.7", "core", "dtensor_muon and live", _W2, _target()),
     "control_checkpoint": Entry("S9.9", "core", "reshard", "2,3", _target()),
+    # torch's own recipe (get/set_optimizer_state_dict + DCP) reshards the DTensor optimizers' state as well
+    "control_torch_dcp_checkpoint": Entry("S9.9", "core", "reshard and DTensor", "2,3", _target(
+        Checkpoint=torch_dcp)),
     "control_compiled_zeropower": Entry("S6.2", "core", "zeropower_golden", "", _target(
         zeropower=make_compiled_zeropower())),
     **{f"control_variant_{p}": Entry("S7.2", "core", "test_muon", "", _target(Muon=make_variant_muon(p)), profile=p)

@@ -20,6 +20,7 @@ import torch.distributed as dist
 
 from optconform.conformance import tolerances as tol
 from optconform.conformance.metrics import rel_fro_error
+from optconform.conformance.adapters import torch_dcp
 from optconform.conformance.spawn import run_distributed
 from optconform.impl import checkpoint
 from optconform.impl.adamw import AdamW
@@ -108,7 +109,7 @@ def _run(opt, params, shapes, steps, rank, world):
         opt.step()
 
 
-def _phase(rank, world, kind, path, resume, kw):
+def _phase(rank, world, kind, path, resume, kw, via="impl"):
     """resume False: steps 0..SAVE_AT-1 from the initial parameters, then save (and the parameters, rank 0);
     resume True: parameters from the save, a fresh optimizer (lr 1.0: the load restores it), load, the rest."""
     shapes = _shapes(kind)
@@ -116,7 +117,10 @@ def _phase(rank, world, kind, path, resume, kw):
         params = _placed(kind, _init(shapes))
         opt = _make(kind, params, **kw)
         _run(opt, params, shapes, range(SAVE_AT), rank, world)
-        checkpoint.save(opt, os.path.join(path, "ckpt"), extra={"step": SAVE_AT, "note": "resume here"})
+        if via == "torch_dcp":
+            torch_dcp.save(opt, os.path.join(path, "ckpt"))
+        else:
+            checkpoint.save(opt, os.path.join(path, "ckpt"), extra={"step": SAVE_AT, "note": "resume here"})
         full = _full(params)
         if rank == 0:
             torch.save(full, os.path.join(path, "params.pt"))
@@ -125,7 +129,10 @@ def _phase(rank, world, kind, path, resume, kw):
     opt = _make(kind, params, **kw)
     for group in opt.param_groups:
         group["lr"] = 1.0
-    extra = checkpoint.load(opt, os.path.join(path, "ckpt"))
+    if via == "torch_dcp":
+        extra = torch_dcp.load(opt, os.path.join(path, "ckpt"))
+    else:
+        extra = checkpoint.load(opt, os.path.join(path, "ckpt"))
     lrs = sorted({g["lr"] for g in opt.param_groups})
     owned = sorted(k for k, p in enumerate(params) if opt.state.get(p))
     _run(opt, params, shapes, range(SAVE_AT, STEPS), rank, world)
@@ -146,11 +153,11 @@ def _uninterrupted(kind, kw):
     return [p.detach() for p in params]
 
 
-def _save_then_resume(tmp_path, kind_a, world_a, kind_b, world_b, kw):
-    a = (run_distributed(_phase, world_a, args=(kind_a, str(tmp_path), False, kw), timeout_s=SPAWN_TIMEOUT_S)
-         if kind_a.startswith(("Dist", "DTensor")) else _local(_phase, kind_a, str(tmp_path), False, kw))
-    b = (run_distributed(_phase, world_b, args=(kind_b, str(tmp_path), True, kw), timeout_s=SPAWN_TIMEOUT_S)
-         if kind_b.startswith(("Dist", "DTensor")) else _local(_phase, kind_b, str(tmp_path), True, kw))
+def _save_then_resume(tmp_path, kind_a, world_a, kind_b, world_b, kw, via="impl"):
+    a = (run_distributed(_phase, world_a, args=(kind_a, str(tmp_path), False, kw, via), timeout_s=SPAWN_TIMEOUT_S)
+         if kind_a.startswith(("Dist", "DTensor")) else _local(_phase, kind_a, str(tmp_path), False, kw, via))
+    b = (run_distributed(_phase, world_b, args=(kind_b, str(tmp_path), True, kw, via), timeout_s=SPAWN_TIMEOUT_S)
+         if kind_b.startswith(("Dist", "DTensor")) else _local(_phase, kind_b, str(tmp_path), True, kw, via))
     return a, b
 
 
@@ -202,6 +209,21 @@ def test_dtensor_and_other_checkpoints_load_into_each_other(tmp_path, kinds):
     _, resumed = _save_then_resume(tmp_path, kinds[0], kinds[1], kinds[2], kinds[3], kw)
     expected = _uninterrupted(kinds[0], kw)
     for res in resumed:
+        for a, b in zip(res["params"], expected, strict=True):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind,kw", [("DTensorMuon", {}), ("DTensorMuon", {"normuon_beta2": 0.95}),
+                                     ("DTensorAdamW", {"fused": False})], ids=["muon", "normuon", "adamw"])
+def test_torchs_own_recipe_reshards_the_dtensor_optimizers(tmp_path, kind, kw):
+    """torch.distributed.checkpoint.state_dict's get/set_optimizer_state_dict with DCP (adapters.torch_dcp, what an
+    FSDP2 training loop calls) reshards DTensorMuon's and DTensorAdamW's state W = 3 → W′ = 2 bitwise: DTensorMuon
+    accepts the untagged state dict that API builds (its momentum buffers are DTensors), and NorMuon's v, a plain
+    tensor written by its owner, is read whole by the new owner."""
+    _, resumed = _save_then_resume(tmp_path, kind, 3, kind, 2, kw, via="torch_dcp")
+    expected = _uninterrupted(kind, kw)
+    for res in resumed:
+        assert res["lrs"] == [LRS[SAVE_AT - 1]], "the hyperparameters come from the checkpoint"
         for a, b in zip(res["params"], expected, strict=True):
             assert torch.equal(a, b)
 
