@@ -40,8 +40,6 @@ from importlib.metadata import version
 import torch
 from muon_fsdp2 import Muon as _Muon
 
-from . import torch_dcp as Checkpoint  # noqa: N812 - torch's recipe is its Checkpoint (module docstring)
-
 LIBRARY = "muon-fsdp2"
 VERSION = version("muon-fsdp2")
 
