@@ -13,7 +13,7 @@ A malformed capability declaration is refused when the target is loaded (``Targe
 A target whose declaration says ``"protocol": "functional"`` (pure NumPy array functions such as
 ``muon_update(param, grad, state, *, lr, ...)``; ``optconform.conformance.functional``) is wrapped into the torch
 protocol here, so every case runs on it unchanged: ``--target my.jax_module`` just works. Its signature
-mismatches are reported against the functional signatures. The distributed names (``DistMuon``, ``DistAdamW``)
+mismatches are reported against the functional signatures. The distributed names (``DistMuon``, ``DistAdamW``, …)
 are torch-only: a functional target does not provide them (*not provided*).
 """
 

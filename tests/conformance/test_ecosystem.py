@@ -213,6 +213,7 @@ def test_muon_fsdp2_adapter_fits_the_dtensor_protocol():
 
     target = load_target("optconform.conformance.adapters.muon_fsdp2")
     assert target.problem("DTensorMuon") is None and target.problem("DTensorAdamW") is None
+    assert target.problem("Checkpoint") is None  # torch's recipe (adapters.torch_dcp)
     assert target.problem("Muon") is not None  # its single-device path calls an undefined function: not adapted
 
 
