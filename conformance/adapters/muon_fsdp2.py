@@ -40,6 +40,8 @@ from importlib.metadata import version
 import torch
 from muon_fsdp2 import Muon as _Muon
 
+from . import torch_dcp as Checkpoint  # noqa: F401, N812 - torch's recipe is its Checkpoint (module docstring)
+
 LIBRARY = "muon-fsdp2"
 VERSION = version("muon-fsdp2")
 
