@@ -8,7 +8,7 @@ Every check the suite makes belongs to exactly one level:
   state than a balanced layout needs);
 * ``hardening`` -- input regimes where the seed's own arithmetic breaks and the spec asks for more
   (a Frobenius or clipping norm that overflows or underflows in the seed's precision), and a rank that fails
-  mid-run, which the seed's distributed optimizers answer by waiting in a collective for gloo's 30 minutes;
+  mid-run (the rank-fault cases, ``--faults``);
 * ``layout`` -- the spec's exact ownership rule (S9.2 block-cyclic within shape groups, S9.3 ceil rows, S9.6 state
   placed as its DTensor parameter).
 
@@ -120,7 +120,7 @@ UNEVEN_ROWS = Regime("uneven_rows", HARDENING, None,
                      "rows with reduce_scatter_tensor (needs W | dim0) and reads grad.shape[0]")
 #: Its complement: every parameter at least 1-D with W | dim0.
 EVEN_ROWS = Regime("even_rows", CORE, None, "every parameter at least 1-D with dim 0 divisible by W")
-#: The distributed clauses' fault cases (``--faults``): the seed has no answer but gloo's 30-minute timeout.
+#: The distributed clauses' fault cases (``--faults``, ``conformance/judges/faults.py``).
 RANK_FAULT = Regime("rank_fault", HARDENING, None,
                     "one rank fails mid-run (raises, is SIGKILLed, or never enters the step): every rank stops within "
                     "the timeout, the failure names that rank, no process outlives the run")
