@@ -65,6 +65,9 @@ from optconform.reference.schedules import lr_multiplier, muon_momentum
 
 WORLD_SIZES = (1, 2, 3, 4)
 CLAUSES = {"DistMuon": "S9.4", "DistAdamW": "S9.5", "DTensorMuon": "S9.7", "DTensorAdamW": "S9.8"}
+#: the state entries of each kind that are sharded (judged against the reference, piece by piece)
+SHARDED_STATE = {"DistMuon": ("momentum_buffer",), "DistAdamW": ("exp_avg", "exp_avg_sq"),
+                 "DTensorMuon": ("momentum_buffer",), "DTensorAdamW": ("exp_avg", "exp_avg_sq")}
 #: the DTensor kinds and the ZeRO-2 kind whose live trajectories they reuse (with placements)
 DTENSOR = {"DTensorMuon": "DistMuon", "DTensorAdamW": "DistAdamW"}
 #: placements of the live DTensor trajectories, parameter by parameter (S9.6: both Shard dims, Replicate, dims W
@@ -370,14 +373,25 @@ def dist_results(request, target, pytestconfig, live_seed, checkpoint_root):
     return get
 
 
-def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int, which: str):
-    case.require(kind)
-    case.supports_world_size(world_size)
+def _supported_sizes(case: Case, minimum: int = 1) -> list[int]:
+    """The selected world sizes >= ``minimum`` that the target declares it supports, ascending."""
+    return [w for w in sorted(case.world_sizes)
+            if w >= minimum and case.target.capabilities.world_size_reason(w) is None]
+
+
+def _needs_gpus(case: Case, ranks: int) -> None:
+    """Skip a CUDA case whose process group needs more GPUs than are visible (one per rank)."""
     if case.device.type == "cuda":
         import torch
 
-        if world_size > torch.cuda.device_count():
-            pytest.skip(f"world size {world_size} needs {world_size} GPUs; {torch.cuda.device_count()} visible")
+        if ranks > torch.cuda.device_count():
+            pytest.skip(f"{ranks} ranks need {ranks} GPUs; {torch.cuda.device_count()} visible")
+
+
+def _setup(case: Case, dist_results, live_seed: int, kind: str, world_size: int, which: str):
+    case.require(kind)
+    case.supports_world_size(world_size)
+    _needs_gpus(case, world_size)
     if which == "golden" and golden_dir(CLAUSES[kind], case.options) is None:
         pytest.skip("no goldens for these options: goldens exist per profile (golden/data/<profile>/); the live "
                     "cases judge the variant")
@@ -440,7 +454,7 @@ def test_dist_muon(case, dist_results, live_seed, world_size, which):
         return
     traj, recs, states, tol, golden_tol = got
     layout = Z.muon_layout(traj, world_size)
-    Z.judge_state_partition(case.verdict, traj, recs, states, ("momentum_buffer",), layout, tol, golden_tol)
+    Z.judge_state_partition(case.verdict, traj, recs, states, SHARDED_STATE["DistMuon"], layout, tol, golden_tol)
     # NorMuon (S7.4) keeps one more value per row (or column) of each matrix: size/min(rows, cols) elements
     normuon = case.options["normuon_beta2"] is not None
     per = 1.0 + (max(1.0 / min(p.shape[-2:]) for p in traj.params0) if normuon else 0.0)
@@ -456,7 +470,7 @@ def test_dist_adamw(case, dist_results, live_seed, world_size, which):
         return
     traj, recs, states, tol, golden_tol = got
     layout = Z.adamw_layout(traj, world_size)
-    Z.judge_state_partition(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), layout, tol, golden_tol)
+    Z.judge_state_partition(case.verdict, traj, recs, states, SHARDED_STATE["DistAdamW"], layout, tol, golden_tol)
     Z.judge_state_memory(case.verdict, traj, recs, 2, layout)
 
 
@@ -468,7 +482,7 @@ def test_dtensor_muon(case, dist_results, live_seed, world_size, which):
     if got is None:
         return
     traj, recs, states, tol, golden_tol = got
-    D.judge_dtensor_state(case.verdict, traj, recs, states, ("momentum_buffer",), tol, golden_tol)
+    D.judge_dtensor_state(case.verdict, traj, recs, states, SHARDED_STATE["DTensorMuon"], tol, golden_tol)
     D.judge_dtensor_memory(case.verdict, traj, recs, 1.0, extra_per_matrix=case.options["normuon_beta2"] is not None)
 
 
@@ -480,13 +494,8 @@ def test_dtensor_adamw(case, dist_results, live_seed, world_size, which):
     if got is None:
         return
     traj, recs, states, tol, golden_tol = got
-    D.judge_dtensor_state(case.verdict, traj, recs, states, ("exp_avg", "exp_avg_sq"), tol, golden_tol)
+    D.judge_dtensor_state(case.verdict, traj, recs, states, SHARDED_STATE["DTensorAdamW"], tol, golden_tol)
     D.judge_dtensor_memory(case.verdict, traj, recs, 2.0)
-
-
-#: the state entries S9.9's cases follow through the reshard, per kind
-RESHARD_KEYS = {"DistMuon": ("momentum_buffer",), "DTensorMuon": ("momentum_buffer",),
-                "DistAdamW": ("exp_avg", "exp_avg_sq"), "DTensorAdamW": ("exp_avg", "exp_avg_sq")}
 
 
 @pytest.mark.clause("S9.9")
@@ -500,14 +509,8 @@ def test_reshard(case, dist_results, live_seed, kind, world_size):
     case.require("Checkpoint")  # first: a target without one hears that, whichever optimizers it has
     case.require(kind)
     case.supports_world_size(world_size)
-    sizes = [w for w in sorted(case.world_sizes) if target_supports(case, w)]
-    w2 = reshard_target(world_size, sizes)
-    if case.device.type == "cuda":
-        import torch
-
-        if max(world_size, w2) > torch.cuda.device_count():
-            pytest.skip(f"world sizes {world_size}→{w2} need {max(world_size, w2)} GPUs; "
-                        f"{torch.cuda.device_count()} visible")
+    w2 = reshard_target(world_size, _supported_sizes(case))
+    _needs_gpus(case, max(world_size, w2))
     save = _trajectories(kind, world_size, live_seed, case.options)["reshard"]
     for values in save.hyper_values():
         case.supports(kind, values)
@@ -537,16 +540,12 @@ def test_reshard(case, dist_results, live_seed, kind, world_size):
                         [a for _, rs in halves for a in rs[0]["after"]])
     states = _judge_steps(case, kind, whole, replayed, max(world_size, w2))
     tol, golden_tol = Z.dist_state_tolerances(whole, max(world_size, w2), strict=case.strict)
-    keys = RESHARD_KEYS[kind]
+    keys = SHARDED_STATE[kind]
     if kind in DTENSOR:
         D.judge_dtensor_state(case.verdict, cont, cont_recs, states, keys, tol, golden_tol)
     else:
         layout = (Z.muon_layout if kind == "DistMuon" else Z.adamw_layout)(cont, w2)
         Z.judge_state_partition(case.verdict, cont, cont_recs, states, keys, layout, tol, golden_tol)
-
-
-def target_supports(case: Case, world_size: int) -> bool:
-    return case.target.capabilities.world_size_reason(world_size) is None
 
 
 #: the step before which the faulty rank fails (the others have stepped twice: state exists, collectives warmed up)
@@ -564,18 +563,14 @@ def test_rank_fault(case, pytestconfig, live_seed, kind, what):
     if not option(pytestconfig, "faults"):
         pytest.skip("the rank-fault cases run with --faults (each costs a process group; 'absent' waits for "
                     "--fault-timeout)")
-    sizes = [w for w in sorted(case.world_sizes) if w >= 2 and target_supports(case, w)]
+    sizes = _supported_sizes(case, minimum=2)
     if not sizes:
         pytest.skip("the rank-fault cases need a selected world size >= 2 that the target supports")
     w = sizes[0]
-    if case.device.type == "cuda":
-        import torch
-
-        if w > torch.cuda.device_count():
-            pytest.skip(f"world size {w} needs {w} GPUs; {torch.cuda.device_count()} visible")
+    _needs_gpus(case, w)
     base = _trajectories(kind, w, live_seed, case.options)[RESHARD_BASE.get(kind, "live")]
     traj = replace(base, case_id=base.case_id.replace("live", f"live {what} on rank {w - 1}"),
-                   hyper={**base.hyper, **target_options(case.target, kind, case.options)},
+                   hyper={**base.hyper, **case.target_options(kind)},
                    fault=(what, w - 1, FAULT_STEP))
     for values in traj.hyper_values():
         case.supports(kind, values)

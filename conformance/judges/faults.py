@@ -25,7 +25,8 @@ from optconform.conformance.spawn import RankFailure, RankTimeout
 __all__ = ["KILL_GRACE_S", "judge_rank_fault"]
 
 #: Seconds the run may take beyond the timeout: the harness's kill grace (2 s), a stack dump (0.5 s) and what a
-#: loaded 2-core machine adds to starting and stopping W processes (measured: under 8 s in tests/impl/test_spawn.py).
+#: loaded 2-core machine adds to starting and stopping W processes: the slack tests/impl/test_spawn.py allows the
+#: harness's own timeout test.
 KILL_GRACE_S = 20.0
 
 
