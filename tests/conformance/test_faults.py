@@ -1,5 +1,6 @@
 """The rank-fault cases (``--faults``, ``conformance/judges/faults.py``) through the real plugin: the built-in
-implementation passes all twelve (four distributed kinds × raise, SIGKILL, a rank that never steps); a DistMuon whose
+implementation passes all twelve (four distributed kinds × raise, SIGKILL, a rank that never steps) and, at world
+size 1, raise and SIGKILL; a DistMuon whose
 step does not communicate is rejected by the 'absent' case, which names the rank that finished without its peer;
 without ``--faults`` the cases are skipped saying how to run them; and no rank process outlives the runs."""
 
@@ -24,6 +25,7 @@ def reports(tmp_path_factory):
         "impl": dict(target="optconform.impl", select="rank_fault", world_sizes="2", args=FAULT_ARGS),
         "no_collectives": dict(target="wrong_targets:distmuon_no_collectives", select="rank_fault and DistMuon",
                                world_sizes="2", args=FAULT_ARGS),
+        "single": dict(target="optconform.impl", select="rank_fault and DistMuon", world_sizes="1", args=FAULT_ARGS),
         "off": dict(target="optconform.impl", select="rank_fault and DistAdamW", world_sizes="2"),
     }
     return run_many(jobs, tmp_path_factory.mktemp("faults"), env={"OPTCONFORM_FAULT_RUN": MARKER})
@@ -42,6 +44,15 @@ def test_a_step_without_collectives_is_named_by_the_absent_case(reports):
     assert absent and absent[0]["status"] == "failed", rep["output"]
     assert "ranks that finished the trajectory while rank 1 never stepped: got [0]" in absent[0]["reason"]
     assert rows(rep)["S9.4"]["levels"]["hardening"]["failed"] >= 1
+
+
+def test_at_world_size_1_the_lone_rank_s_failure_ends_the_run(reports):
+    """One GPU under NCCL allows one rank: raise and SIGKILL still run there (its failure is reported as its own);
+    'absent' is skipped, saying it needs a peer."""
+    cases = {c["nodeid"].rsplit("-", 1)[-1].rstrip("]"): c for c in reports["single"]["cases"]}
+    assert sorted(cases) == sorted(["raise", "sigkill", "absent"]), reports["single"]["output"]
+    assert cases["raise"]["status"] == cases["sigkill"]["status"] == "passed", reports["single"]["output"]
+    assert cases["absent"]["status"] == "skipped" and "no peer" in cases["absent"]["reason"]
 
 
 def test_without_faults_the_cases_say_how_to_run_them(reports):

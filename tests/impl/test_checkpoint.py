@@ -57,14 +57,15 @@ def _grads(shapes, step, rank, world):
     return [gi + (rank - (world - 1) / 2) * di for gi, di in zip(g, d, strict=True)]
 
 
-def _placed(kind, tensors):
-    """nn.Parameters; DTensors placed by PLACEMENTS on a 1-D mesh of every rank for the DTensor kinds."""
+def _placed(kind, tensors, device="cpu"):
+    """nn.Parameters on ``device``; DTensors placed by PLACEMENTS on a 1-D mesh of every rank for the DTensor kinds."""
+    tensors = [t.to(device) for t in tensors]
     if not kind.startswith("DTensor"):
         return [torch.nn.Parameter(t) for t in tensors]
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 
-    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    mesh = init_device_mesh(torch.device(device).type, (dist.get_world_size(),))
     out = []
     for j, t in enumerate(tensors):
         name = PLACEMENTS[j % 3] if t.ndim >= 2 else PLACEMENTS[0] if t.ndim == 1 and j % 2 else "Replicate()"
@@ -74,7 +75,7 @@ def _placed(kind, tensors):
 
 
 def _full(params):
-    return [p.full_tensor() if hasattr(p, "full_tensor") else p.detach().clone() for p in params]
+    return [(p.full_tensor() if hasattr(p, "full_tensor") else p.detach().clone()).cpu() for p in params]
 
 
 def _make(kind, params, **kw):
@@ -96,12 +97,12 @@ def _shapes(kind):
     return MUON_SHAPES if "Muon" in kind else ADAMW_SHAPES
 
 
-def _run(opt, params, shapes, steps, rank, world):
+def _run(opt, params, shapes, steps, rank, world, device="cpu"):
     from torch.distributed.tensor import DTensor, distribute_tensor
 
     for t in steps:
-        mean = _grads(shapes, t, 0, 1)  # g_t: what the ranks' gradients average to
-        for p, g, m in zip(params, _grads(shapes, t, rank, world), mean, strict=True):
+        mean = [m.to(device) for m in _grads(shapes, t, 0, 1)]  # g_t: what the ranks' gradients average to
+        for p, g, m in zip(params, [g.to(device) for g in _grads(shapes, t, rank, world)], mean, strict=True):
             # a DTensor parameter gets the mean gradient placed as itself (what FSDP2's backward leaves)
             p.grad = distribute_tensor(m, p.device_mesh, p.placements) if isinstance(p, DTensor) else g
         for group in opt.param_groups:
@@ -109,14 +110,16 @@ def _run(opt, params, shapes, steps, rank, world):
         opt.step()
 
 
-def _phase(rank, world, kind, path, resume, kw, via="impl"):
+def _phase(rank, world, kind, path, resume, kw, via="impl", device="cpu"):
     """resume False: steps 0..SAVE_AT-1 from the initial parameters, then save (and the parameters, rank 0);
-    resume True: parameters from the save, a fresh optimizer (lr 1.0: the load restores it), load, the rest."""
+    resume True: parameters from the save, a fresh optimizer (lr 1.0: the load restores it), load, the rest.
+    ``device`` "cuda": rank r's tensors on cuda:r."""
     shapes = _shapes(kind)
+    device = f"cuda:{rank}" if device == "cuda" else device
     if not resume:
-        params = _placed(kind, _init(shapes))
+        params = _placed(kind, _init(shapes), device)
         opt = _make(kind, params, **kw)
-        _run(opt, params, shapes, range(SAVE_AT), rank, world)
+        _run(opt, params, shapes, range(SAVE_AT), rank, world, device)
         if via == "torch_dcp":
             torch_dcp.save(opt, os.path.join(path, "ckpt"))
         else:
@@ -125,7 +128,7 @@ def _phase(rank, world, kind, path, resume, kw, via="impl"):
         if rank == 0:
             torch.save(full, os.path.join(path, "params.pt"))
         return {"owned": sorted(k for k, p in enumerate(params) if opt.state.get(p))}
-    params = _placed(kind, torch.load(os.path.join(path, "params.pt")))
+    params = _placed(kind, torch.load(os.path.join(path, "params.pt")), device)
     opt = _make(kind, params, **kw)
     for group in opt.param_groups:
         group["lr"] = 1.0
@@ -135,7 +138,7 @@ def _phase(rank, world, kind, path, resume, kw, via="impl"):
         extra = checkpoint.load(opt, os.path.join(path, "ckpt"))
     lrs = sorted({g["lr"] for g in opt.param_groups})
     owned = sorted(k for k, p in enumerate(params) if opt.state.get(p))
-    _run(opt, params, shapes, range(SAVE_AT, STEPS), rank, world)
+    _run(opt, params, shapes, range(SAVE_AT, STEPS), rank, world, device)
     return {"extra": extra, "lrs": lrs, "owned": owned, "params": _full(params)}
 
 
@@ -153,10 +156,13 @@ def _uninterrupted(kind, kw):
     return [p.detach() for p in params]
 
 
-def _save_then_resume(tmp_path, kind_a, world_a, kind_b, world_b, kw, via="impl"):
-    a = (run_distributed(_phase, world_a, args=(kind_a, str(tmp_path), False, kw, via), timeout_s=SPAWN_TIMEOUT_S)
+def _save_then_resume(tmp_path, kind_a, world_a, kind_b, world_b, kw, via="impl", device="cpu"):
+    backend = "nccl" if device == "cuda" else "gloo"
+    a = (run_distributed(_phase, world_a, args=(kind_a, str(tmp_path), False, kw, via, device), backend=backend,
+                         timeout_s=SPAWN_TIMEOUT_S)
          if kind_a.startswith(("Dist", "DTensor")) else _local(_phase, kind_a, str(tmp_path), False, kw, via))
-    b = (run_distributed(_phase, world_b, args=(kind_b, str(tmp_path), True, kw, via), timeout_s=SPAWN_TIMEOUT_S)
+    b = (run_distributed(_phase, world_b, args=(kind_b, str(tmp_path), True, kw, via, device), backend=backend,
+                         timeout_s=SPAWN_TIMEOUT_S)
          if kind_b.startswith(("Dist", "DTensor")) else _local(_phase, kind_b, str(tmp_path), True, kw, via))
     return a, b
 
@@ -309,3 +315,28 @@ def test_single_process_save_load_needs_no_process_group(tmp_path):
     _, resumed = _save_then_resume(tmp_path, "Muon", 1, "Muon", 1, {"momentum_form": "bias_corrected"})
     expected = _uninterrupted("Muon", {"momentum_form": "bias_corrected"})
     assert all(torch.equal(a, b) for a, b in zip(resumed[0]["params"], expected, strict=True))
+
+
+def _whole_on_cuda(rank, world, kind, kw):
+    """The uninterrupted run of ``kind`` itself on cuda:rank (the expectation on the same kernels)."""
+    shapes = _shapes(kind)
+    params = _placed(kind, _init(shapes), f"cuda:{rank}")
+    _run(_make(kind, params, **kw), params, shapes, range(STEPS), rank, world, f"cuda:{rank}")
+    return _full(params)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and dist.is_nccl_available()),
+                    reason="needs a CUDA device and NCCL (none here); recorded in docs/gpu.md when lent")
+@pytest.mark.parametrize("kind,kw", [("DistMuon", {}), ("DistAdamW", {"fused": False}), ("DTensorMuon", {}),
+                                     ("DTensorAdamW", {"fused": False})],
+                         ids=["DistMuon", "DistAdamW", "DTensorMuon", "DTensorAdamW"])
+def test_nccl_world_size_1_round_trip_is_bitwise(tmp_path, kind, kw):
+    """NCCL at world size 1 (one GPU): save through DCP from one process, load into a fresh optimizer in another,
+    continue; bitwise the uninterrupted run of the same optimizer on the same GPU (the same kernels in the same
+    order on one stream: cuBLAS is bitwise reproducible on one architecture, so any difference is the checkpoint's)."""
+    _, (resumed,) = _save_then_resume(tmp_path, kind, 1, kind, 1, kw, device="cuda")
+    (expected,) = run_distributed(_whole_on_cuda, 1, args=(kind, kw), backend="nccl", timeout_s=SPAWN_TIMEOUT_S)
+    assert resumed["extra"] == {"step": SAVE_AT, "note": "resume here"}
+    assert resumed["lrs"] == [LRS[SAVE_AT - 1]]
+    for k, (a, b) in enumerate(zip(resumed["params"], expected, strict=True)):
+        assert torch.equal(a, b), f"parameter {k}: max difference {float((a - b).abs().max())}"
