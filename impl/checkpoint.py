@@ -45,7 +45,7 @@ import torch.distributed.checkpoint as dcp
 from torch import Tensor
 
 from .adamw import AdamW
-from .distributed import DistAdamW, DistMuon
+from .distributed import DistAdamW, DistMuon, owner
 from .dtensor import DTensorMuon
 from .muon import Muon
 
@@ -184,7 +184,7 @@ def _owned(opt: torch.optim.Optimizer) -> set[int]:
     (NorMuon's second moment), DistAdamW's row holders, every parameter otherwise."""
     if isinstance(opt, (DistMuon, DTensorMuon)):
         rank, world = dist.get_rank(), dist.get_world_size()
-        return {id(p) for g in opt.param_groups for i, p in enumerate(g["params"]) if i % world == rank}
+        return {id(p) for g in opt.param_groups for i, p in enumerate(g["params"]) if owner(i, world) == rank}
     if isinstance(opt, DistAdamW):
         rank, world = dist.get_rank(), dist.get_world_size()
         rows = {id(p): DistAdamW._rows(p, world, rank) for g in opt.param_groups for p in g["params"]}

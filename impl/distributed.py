@@ -95,10 +95,21 @@ _STATE_TAG = "zero2"
 COLLECTIVE_LAYOUTS = ("auto", "stacked", "chunked")
 
 
+def owned(n: int, rank: int, world: int) -> range:
+    """S9.2's block-cyclic rule (DistMuon, DTensorMuon): of a shape group's ``n`` members, rank r of W owns members
+    r, r + W, r + 2W, … (member j belongs to rank j mod W: :func:`owner`)."""
+    return range(rank, n, world)
+
+
+def owner(j: int, world: int) -> int:
+    """The rank that owns member ``j`` of a shape group (:func:`owned`)."""
+    return j % world
+
+
 def _slot(j: int, world: int, k: int) -> int:
-    """DistMuon: where member j of a unit (owner j % W) sits among its W·k slots, so each rank's piece of the
+    """DistMuon: where member j of a unit (owner(j, W)) sits among its W·k slots, so each rank's piece of the
     reduce-scatter / all-gather is its own members in order."""
-    return (j % world) * k + j // world
+    return owner(j, world) * k + j // world
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -397,7 +408,7 @@ class DistMuon(_ZeRO2):
         gathers = []
         for group, members, k, rs_in, mine, work in pending:
             work.wait()
-            own = members[rank::world]
+            own = [members[j] for j in owned(len(members), rank, world)]
             if own:
                 self._step_owned(group, own, [mine[c] for c in range(len(own))])
             if stacked:
@@ -472,7 +483,7 @@ class DistMuon(_ZeRO2):
         for gi, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
                 st = self.state.get(p, {})
-                if st and (i % world != rank or st["momentum_buffer"].shape != p.shape):
+                if st and (owner(i, world) != rank or st["momentum_buffer"].shape != p.shape):
                     raise ValueError(f"state_dict holds a momentum buffer for {self._label(gi, i)}, which "
                                      f"rank {rank} does not own or whose shape differs")
 

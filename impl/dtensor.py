@@ -49,7 +49,7 @@ from torch.distributed.tensor import DTensor, Replicate, Shard
 from optconform import spec
 
 from .adamw import AdamW
-from .distributed import _all_gather_single, _require_group, _ZeRO2, grouped_params
+from .distributed import _all_gather_single, _require_group, _slot, _ZeRO2, grouped_params, owned
 from .muon import (
     MUON_OPTIONS,
     _apply,
@@ -95,7 +95,7 @@ def step_elements(shapes: Sequence[Sequence[int]], placements: Sequence[str], wo
     for i, (s, pl) in enumerate(zip(shapes, placements, strict=True)):
         groups.setdefault((tuple(s), pl), []).append(i)
     for (shape, pl), idx in groups.items():
-        own = len(idx[rank::world])
+        own = len(owned(len(idx), rank, world))
         k = -(-len(idx) // world)
         numel = shape[0] * shape[1]
         if pl == "Replicate()":
@@ -197,7 +197,7 @@ class DTensorMuon(_ZeRO2):
         _update_momentum(h, bufs, grads)
         steps = [int(self.state[p].get("step", 0)) + 1 for p in ps]
         us = [_ns_input(h, g, buf, t if counted else None) for g, buf, t in zip(grads, bufs, steps, strict=True)]
-        own = list(range(rank, len(ps), world))  # members this rank orthogonalises
+        own = list(owned(len(ps), rank, world))  # members this rank orthogonalises
         # [2] whole u of the owned matrices
         if isinstance(placement, Shard):
             whole = self._to_owners(us, shape, placement.dim, rank, world)
@@ -261,9 +261,9 @@ class DTensorMuon(_ZeRO2):
         """All-to-all: rank s sends owner r its pieces of r's matrices; returns the whole u of each owned one."""
         n, rows = len(us), self._splits(shape, dim, world)
         mine = us[0].numel()
-        send = [us[j].reshape(-1) for r in range(world) for j in range(r, n, world)]
-        in_splits = [mine * len(range(r, n, world)) for r in range(world)]
-        k = len(range(rank, n, world))
+        send = [us[j].reshape(-1) for r in range(world) for j in owned(n, r, world)]
+        in_splits = [mine * len(owned(n, r, world)) for r in range(world)]
+        k = len(owned(n, rank, world))
         other = shape[1 - dim]
         out_splits = [(b - a) * other * k for a, b in rows]
         sendbuf = torch.cat(send) if send else us[0].new_empty(0)
@@ -290,14 +290,14 @@ class DTensorMuon(_ZeRO2):
                 send.append(o.narrow(dim, a, b - a).reshape(-1))
             in_splits.append((b - a) * other * len(ortho))
         mine = us[0].numel()
-        out_splits = [mine * len(range(r, n, world)) for r in range(world)]
+        out_splits = [mine * len(owned(n, r, world)) for r in range(world)]
         sendbuf = torch.cat(send) if send else us[0].new_empty(0, dtype=wire)
         recv = us[0].new_empty(sum(out_splits), dtype=wire)
         dist.all_to_all_single(recv, sendbuf, out_splits, in_splits)
         pieces: list[Tensor | None] = [None] * n
         off = 0
         for r in range(world):
-            for j in range(r, n, world):
+            for j in owned(n, r, world):
                 pieces[j] = recv[off:off + mine].view(us[0].shape)
                 off += mine
         return pieces  # type: ignore[return-value]
@@ -311,7 +311,7 @@ class DTensorMuon(_ZeRO2):
             mine[c].copy_(o)
         out = us[0].new_empty((world * k, *us[0].shape), dtype=wire)
         _all_gather_single(out, mine)
-        return [out[(j % world) * k + j // world] for j in range(n)]
+        return [out[_slot(j, world, k)] for j in range(n)]
 
     def _check_loaded_state(self, rank: int, world: int) -> None:
         for gi, group in enumerate(self.param_groups):
