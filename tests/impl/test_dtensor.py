@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
+from test_distributed import _catch  # the ranks' error-check helper
 
 from optconform.conformance import tolerances as tol
 from optconform.conformance.collectives import count_collectives
@@ -301,14 +302,6 @@ def test_fully_shard_with_a_real_backward_equals_single_process():
 
 
 # ---------------------------------------------------------------------------------------------- bad input
-def _catch(fn):
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - the type is part of what the test checks
-        return type(exc).__name__, str(exc)
-    return None
-
-
 def _errors_rank(rank, world):
     from torch.distributed.tensor import Replicate, distribute_tensor
 
