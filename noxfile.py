@@ -97,12 +97,14 @@ def docs(session: nox.Session) -> None:
 def stress(session: nox.Session) -> None:
     """The multi-process tests (harness and fault cases, the suite's rank-fault cases, DistMuon/DistAdamW,
     DTensorMuon/DTensorAdamW with FSDP2, DCP checkpoints and their resharding, torchrun example) 50 times in a row
-    (``-- N`` for another count); outside CI."""
+    (``-- N`` for another count), two test files at a time as CI runs them (``-n 2 --dist loadfile``: the process
+    groups of two files start, fail and time out beside each other); outside CI."""
     _install(session, "test")
     runs = int(session.posargs[0]) if session.posargs else 50
     for i in range(runs):
         session.log(f"stress run {i + 1}/{runs}")
-        session.run("pytest", "-q", "-x", "-m", "distributed", "tests/impl/test_distributed.py",
+        session.run("pytest", "-q", "-x", "-n", "2", "--dist", "loadfile", "-m", "distributed",
+                    "tests/impl/test_distributed.py",
                     "tests/impl/test_spawn.py", "tests/impl/test_checkpoint.py", "tests/impl/test_dtensor.py",
                     "tests/conformance/test_faults.py", "tests/test_examples.py",
                     env=_hypothesis_env("ci"))
