@@ -103,7 +103,7 @@ def stress(session: nox.Session) -> None:
     runs = int(session.posargs[0]) if session.posargs else 50
     for i in range(runs):
         session.log(f"stress run {i + 1}/{runs}")
-        session.run("pytest", "-q", "-x", "-n", "2", "--dist", "loadfile", "-m", "distributed",
+        session.run("pytest", "-q", "-x", "-n", "2", "--dist", "loadfile", "--durations", "15", "-m", "distributed",
                     "tests/impl/test_distributed.py",
                     "tests/impl/test_spawn.py", "tests/impl/test_checkpoint.py", "tests/impl/test_dtensor.py",
                     "tests/conformance/test_faults.py", "tests/test_examples.py",
