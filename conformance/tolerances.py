@@ -37,7 +37,7 @@ from optconform import spec
 # a round-to-nearest relative error is 0.425u). Matmuls accumulate in float32 (negligible next to u).
 # (1) Scalar model: every rounding multiplies the current value of a direction by (1 + εⱼ), |εⱼ| <= u;
 #   linearising p⁵ in the εⱼ gives an output error <= u·Σⱼ|∂p⁵/∂εⱼ| (aligned signs) and ≈ u·sqrt(Σⱼ(∂p⁵/∂εⱼ)²)
-#   (independent signs); maximised over ŝ in [1e-3, 1] (central differences). ns_factors(rows) computes these
+#   (independent signs); maximised over ŝ in [1e-3, 1] (exact derivatives). ns_factors(rows) computes these
 #   factors, and ns_bounds(rows) every bound below, from the coefficient rows a case actually uses (one row per
 #   iteration: a case with steps k of the seed's triple uses k equal rows); the numbers quoted are those of the
 #   seed's five rows (tests/impl/test_newton_schulz.py recomputes them independently), all at ŝ ≈ 0.63, where
@@ -138,39 +138,59 @@ def ns_map(s: np.ndarray, rows: Rows) -> np.ndarray:
     return x
 
 
-def _model(s: np.ndarray, rows: Rows, e: np.ndarray, unfused: bool) -> np.ndarray:
-    """The scalar rounding model of (1): the response to ŝ = s with relative perturbation e[j] at rounding j.
-    Fused (ours, torch.optim): X; then A, B = addmm, X = addmm per row. Unfused (the seed's code): cast, norm,
-    division; then A, b·A, c·A, (c·A)·A, B, a·X, B·X, X per row."""
-    if unfused:
-        x, j = s * (1 + e[0]) * (1 + e[1]) * (1 + e[2]), 3
-        for a, b, c in rows:
-            A = x * x * (1 + e[j])
-            bA, cA = b * A * (1 + e[j + 1]), c * A * (1 + e[j + 2])
-            B = (bA + cA * A * (1 + e[j + 3])) * (1 + e[j + 4])
-            x = (a * x * (1 + e[j + 5]) + B * x * (1 + e[j + 6])) * (1 + e[j + 7])
-            j += 8
-        return x
-    x, j = s * (1 + e[0]), 1
-    for a, b, c in rows:
-        A = x * x * (1 + e[j])
-        B = (b * A + c * A * A) * (1 + e[j + 1])
-        x = (a * x + B * x) * (1 + e[j + 2])
-        j += 3
-    return x
-
-
 def ns_sensitivities(s: np.ndarray, rows: Rows, *, unfused: bool = False) -> np.ndarray:
-    """∂(response)/∂εⱼ for every rounding j of the scalar model at each ŝ in ``s`` (central differences):
-    shape (len(s), roundings)."""
+    """∂(response)/∂εⱼ at ε = 0 for every rounding j of the scalar model of (1) at each ŝ in ``s``: shape
+    (len(s), roundings). The model: every rounding turns a computed value q into q·(1 + εⱼ). Fused (ours,
+    torch.optim; 1 + 3·rows roundings): X; then A = X², B = b·A + c·A², X = a·X + B·X per row. Unfused (the seed's
+    code; 3 + 8·rows): cast, norm, division; then A, b·A, c·A, (c·A)·A, B, a·X, B·X, X per row. Exact, by reverse
+    accumulation (∂y/∂εⱼ = (∂y/∂q)·q; one forward and one backward pass); tests/impl/test_newton_schulz.py
+    checks it against central differences of its own copy of the model."""
     s = np.asarray(s, dtype=np.float64).ravel()
-    n = (3 + 8 * len(rows)) if unfused else (1 + 3 * len(rows))
-    h = 1e-7
-    e = np.zeros((n, 2 * n, 1))  # perturbation k = 2j (+h) and 2j + 1 (−h) of rounding j, all in one evaluation
-    j = np.arange(n)
-    e[j, 2 * j, 0], e[j, 2 * j + 1, 0] = h, -h
-    y = _model(s[None, :], rows, e, unfused)  # (2n, len(s))
-    return ((y[0::2] - y[1::2]) / (2 * h)).T
+    rows = tuple(rows)
+    out = np.empty(((3 + 8 * len(rows)) if unfused else (1 + 3 * len(rows)), s.size))
+    # forward pass: every computed value of each row, at ε = 0
+    x, tape = s.copy(), []
+    for a, b, c in rows:
+        A = x * x
+        if unfused:
+            bA, cA = b * A, c * A
+            t = cA * A
+            B = bA + t
+            u1, u2 = a * x, B * x
+            tape.append((x, A, bA, cA, t, B, u1, u2))
+            x = u1 + u2
+        else:
+            B = b * A + c * A * A
+            tape.append((x, A, B))
+            x = a * x + B * x
+    # backward pass: xbar = ∂y/∂(the row's output x)
+    xbar = np.ones_like(s)
+    for k in range(len(rows) - 1, -1, -1):
+        a, b, c = rows[k]
+        if unfused:
+            x0, A, bA, cA, t, B, u1, u2 = tape[k]
+            j = 3 + 8 * k
+            out[j + 7] = xbar * (u1 + u2)
+            out[j + 5], out[j + 6] = xbar * u1, xbar * u2
+            Bbar = xbar * x0
+            out[j + 4] = Bbar * B
+            out[j + 3] = Bbar * t
+            Abar = Bbar * cA + Bbar * A * c + Bbar * b  # through t = cA·A (both factors) and bA = b·A
+            out[j + 2] = Bbar * A * cA
+            out[j + 1] = Bbar * bA
+            out[j] = Abar * A
+            xbar = xbar * (a + B) + Abar * 2 * x0
+        else:
+            x0, A, B = tape[k]
+            j = 1 + 3 * k
+            out[j + 2] = xbar * (a * x0 + B * x0)
+            Bbar = xbar * x0
+            out[j + 1] = Bbar * B
+            Abar = Bbar * (b + 2 * c * A)
+            out[j] = Abar * A
+            xbar = xbar * (a + B) + Abar * 2 * x0
+    out[:3 if unfused else 1] = xbar * s  # the input roundings (cast, norm, division; or X's one) scale ŝ itself
+    return out.T
 
 
 @dataclass(frozen=True)
@@ -199,7 +219,7 @@ def _sup(factor: Callable[[np.ndarray], np.ndarray]) -> float:
 
 @functools.cache
 def ns_factors(rows: Rows) -> NSFactors:
-    """:class:`NSFactors` of ``rows`` (computed once per distinct rows; a few milliseconds)."""
+    """:class:`NSFactors` of ``rows`` (computed once per distinct rows per process)."""
     x = ns_map(np.linspace(0.0, 1.0, 200001), rows)
     return NSFactors(_sup(lambda s: np.abs(ns_sensitivities(s, rows)).sum(1)),
                      _sup(lambda s: np.sqrt((ns_sensitivities(s, rows) ** 2).sum(1))),

@@ -233,6 +233,24 @@ POLAR_EXPRESS = ((8.156554524902461, -22.48329292557795, 15.878769915207462),
                  (2.3465413258596377, -1.7097828382687081, 0.42323551169305323))
 
 
+@pytest.mark.parametrize("unfused", [False, True], ids=["fused", "unfused"])
+@pytest.mark.parametrize("rows", [tol.ns_rows(0), tol.ns_rows(1), tol.ns_rows(5), POLAR_EXPRESS],
+                         ids=["none", "seed1", "seed5", "polar"])
+def test_policy_sensitivities_are_the_models_derivatives(rows, unfused):
+    """tolerances.ns_sensitivities (reverse accumulation) equals this file's central differences of the scalar
+    model, rounding by rounding, across ŝ in [1e-4, 1] (central differences with h = 1e-7 carry ~1e-8 relative
+    truncation and cancellation error: the comparison allows 1e-6 of the largest sensitivity at each ŝ)."""
+    grid = np.geomspace(1e-4, 1.0, 2001)
+    exact = tol.ns_sensitivities(grid, rows, unfused=unfused)
+    sampled = _scalar_sensitivities(grid, unfused=unfused, rows=list(rows) or None) if rows else None
+    if sampled is None:  # no rows: the input roundings alone, each ∂/∂ε = ŝ
+        assert exact.shape == (grid.size, 3 if unfused else 1) and np.all(exact == grid[:, None])
+        return
+    assert exact.shape == sampled.shape
+    scale = np.abs(sampled).max(1, keepdims=True)
+    assert np.all(np.abs(exact - sampled) <= 1e-6 * scale)
+
+
 @pytest.mark.parametrize("rows", [tol.ns_rows(1), tol.ns_rows(3), POLAR_EXPRESS], ids=["seed1", "seed3", "polar"])
 def test_the_policy_computes_its_factors_from_the_rows_in_use(rows):
     """ns_factors(rows) against this file's own sensitivities: every bound follows the coefficient rows."""
