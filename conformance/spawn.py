@@ -54,7 +54,10 @@ _KILL_GRACE_S = 2.0
 
 class RankFailure(RuntimeError):
     """A rank raised (or died). ``rank`` is the rank blamed, ``traceback`` its traceback text and
-    ``failures`` maps every rank that failed to its traceback (or exit description)."""
+    ``failures`` maps every rank that failed to its traceback (or exit description); ``elapsed_s``: seconds from the
+    ranks' launch until every rank had stopped (set by :func:`run_distributed`)."""
+
+    elapsed_s: float | None = None
 
     def __init__(self, rank: int, tb: str, failures: dict[int, str]):
         others = sorted(r for r in failures if r != rank)
@@ -68,7 +71,10 @@ class RankFailure(RuntimeError):
 class RankTimeout(RuntimeError):
     """Ranks still running after the timeout. ``ranks``: ranks whose ``fn`` had not returned;
     ``finishing``: ranks whose ``fn`` had returned but were still in the final barrier/teardown;
-    ``stacks``: rank -> Python stack dump taken just before the kill (may be empty)."""
+    ``stacks``: rank -> Python stack dump taken just before the kill (may be empty); ``elapsed_s``: seconds from
+    the ranks' launch until every rank had stopped (set by :func:`run_distributed`)."""
+
+    elapsed_s: float | None = None
 
     def __init__(self, timeout_s: float, ranks: list[int], finishing: list[int], stacks: dict[int, str]):
         msg = f"timed out after {timeout_s:g} s; ranks still running fn: {ranks}"
@@ -177,6 +183,27 @@ def _start_method(fn: Callable[..., Any]) -> str:
     return method
 
 
+def _noop() -> None:
+    """The fork server's first child (:func:`_forkserver_ready`)."""
+
+
+_SERVER_READY = False
+
+
+def _forkserver_ready() -> None:
+    """Start the fork server and wait until it has imported its preload (one no-op child through it, once per
+    process): that one-off start (torch: seconds, more on a loaded machine) is the harness's cost, not the ranks',
+    so the timeout and ``elapsed_s`` count from the ranks' launch."""
+    global _SERVER_READY
+    if not _SERVER_READY:
+        import multiprocessing
+
+        child = multiprocessing.get_context("forkserver").Process(target=_noop, daemon=True)
+        child.start()
+        child.join()
+        _SERVER_READY = True
+
+
 def run_distributed(fn: Callable[..., Any], world_size: int, *, args: tuple = (), timeout_s: float = 60.0,
                     backend: str = "gloo") -> list[Any]:
     """Run ``fn(rank, world_size, *args)`` on ``world_size`` ranks; return the results in rank order.
@@ -191,23 +218,31 @@ def run_distributed(fn: Callable[..., Any], world_size: int, *, args: tuple = ()
         raise ValueError(f"world_size must be an integer >= 1; got {world_size!r}")
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0; got {timeout_s!r}")
+    method = _start_method(fn)
+    if method == "forkserver":
+        _forkserver_ready()
     workdir = tempfile.mkdtemp(prefix="optconform-dist-")
-    deadline = time.monotonic() + timeout_s
+    launched = time.monotonic()
+    deadline = launched + timeout_s
     ctx = None
     try:
         ctx = tmp.start_processes(_worker, args=(fn, world_size, tuple(args), workdir, backend, timeout_s),
-                                  nprocs=world_size, join=False, start_method=_start_method(fn))
+                                  nprocs=world_size, join=False, start_method=method)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _timeout(workdir, ctx.processes, timeout_s)
+                err: RankFailure | RankTimeout = _timeout(workdir, ctx.processes, timeout_s)
+                err.elapsed_s = time.monotonic() - launched
+                raise err
             try:
                 if ctx.join(timeout=min(0.2, remaining), grace_period=_KILL_GRACE_S):
                     break
             except ProcessException as exc:
                 exitcodes = [p.exitcode for p in ctx.processes]  # before the harness kills anyone
                 _kill(ctx.processes)
-                raise _failure(workdir, exitcodes, exc) from None
+                err = _failure(workdir, exitcodes, exc)
+                err.elapsed_s = time.monotonic() - launched
+                raise err from None
         return [_read(_path(workdir, "result", r)) for r in range(world_size)]
     finally:
         if ctx is not None:

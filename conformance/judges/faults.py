@@ -6,7 +6,8 @@ The suite makes one rank (the last) fail just before one step of a distributed t
 never calls the step (it sleeps). The other ranks are then inside the target's step, waiting in its collectives.
 What is judged is what the run looks like from outside:
 
-* the run ends (never a hang) within the process-group timeout plus the harness's kill grace;
+* the run ends (never a hang) within the process-group timeout plus the harness's kill grace, counted from the
+  ranks' launch (the harness's fork server, started once per process, is not the target's time);
 * raise / sigkill: the failure names the faulty rank, with the suite's exception or the signal (not a peer's
   "connection reset");
 * absent: the timeout names every rank as still inside the trajectory; a peer that finished the step (and the

@@ -84,6 +84,7 @@ def test_exception_names_the_rank_and_carries_its_traceback():
     assert 1 in err.failures
     # the partner stuck in barrier() was stopped at once, not left to the 90 s timeout
     assert time.monotonic() - t0 < 60
+    assert 0 < err.elapsed_s <= time.monotonic() - t0  # from the ranks' launch to every rank stopped
 
 
 @pytest.mark.timeout(120)
@@ -98,6 +99,7 @@ def test_hang_times_out_quickly_and_kills_every_rank():
     assert "_sleep_forever_on_rank_1" in err.stacks[1]  # the dump shows where rank 1 hung
     assert "ranks still running fn: [1]" in str(err)
     assert 6 <= elapsed < 6 + 20  # timeout + kill grace (2 s) + stack dump (0.5 s) + slack for load
+    assert 6 <= err.elapsed_s <= elapsed  # the timeout counts from the ranks' launch, after the fork server's start
     assert [p for p in multiprocessing.active_children() if p.is_alive()] == []  # no rank survives
 
 
