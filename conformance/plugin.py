@@ -71,9 +71,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
                    help="also run the rank-fault cases of the distributed clauses (hardening): one rank raises, is "
                         "SIGKILLed or never steps; each costs a process group, 'absent' waits for --fault-timeout"),
     "fault-timeout": dict(type=float, default=30.0,
-                          help="the rank-fault cases' process-group timeout in seconds, counted from launch (default "
-                               "30: starting W processes on a loaded 2-core machine took up to 16 s; the 'absent' "
-                               "case ends there)"),
+                          help="the rank-fault cases' process-group timeout in seconds, counted from the ranks' "
+                               "launch (default 30: starting W processes on a loaded 2-core machine took up to 16 s; "
+                               "the 'absent' case ends there)"),
     "strict-numerics": dict(action="store_true", default=False,
                             help="demand float32-level agreement everywhere (bf16 Newton–Schulz targets fail)"),
     "seed": dict(type=int, default=None,
