@@ -231,19 +231,18 @@ def run_distributed(fn: Callable[..., Any], world_size: int, *, args: tuple = ()
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                err: RankFailure | RankTimeout = _timeout(workdir, ctx.processes, timeout_s)
-                err.elapsed_s = time.monotonic() - launched
-                raise err
+                raise _timeout(workdir, ctx.processes, timeout_s)
             try:
                 if ctx.join(timeout=min(0.2, remaining), grace_period=_KILL_GRACE_S):
                     break
             except ProcessException as exc:
                 exitcodes = [p.exitcode for p in ctx.processes]  # before the harness kills anyone
                 _kill(ctx.processes)
-                err = _failure(workdir, exitcodes, exc)
-                err.elapsed_s = time.monotonic() - launched
-                raise err from None
+                raise _failure(workdir, exitcodes, exc) from None
         return [_read(_path(workdir, "result", r)) for r in range(world_size)]
+    except (RankFailure, RankTimeout) as err:
+        err.elapsed_s = time.monotonic() - launched  # every rank has been stopped by now
+        raise
     finally:
         if ctx is not None:
             _kill(ctx.processes)  # no-op when all have exited; guarantees no orphan on any path
